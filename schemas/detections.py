@@ -1,0 +1,62 @@
+"""FrameDetections: what a detector found on one frame."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from schemas._base import schema_version_field, CAMERA_ID_PATTERN, Event, UtcDatetime
+
+
+class BoundingBox(BaseModel):
+    """Pixel box in the frame's own coordinates; x1 < x2 and y1 < y2."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    x1: float = Field(ge=0)
+    y1: float = Field(ge=0)
+    x2: float = Field(ge=0)
+    y2: float = Field(ge=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if not (self.x1 < self.x2 and self.y1 < self.y2):
+            raise ValueError(f"box corners out of order: {self.x1},{self.y1},{self.x2},{self.y2}")
+        return self
+
+
+class Detection(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    class_name: str = Field(min_length=1, description="Model label, e.g. car, motorcycle.")
+    class_id: int = Field(ge=0, description="Model label id (COCO id for the default model).")
+    score: float = Field(ge=0, le=1)
+    bbox: BoundingBox
+    track_id: int | None = Field(default=None, ge=0, description="Set once tracking runs.")
+
+
+class FrameDetections(Event):
+    """All detections of one frame (possibly none), with the model that produced them."""
+
+    SCHEMA_NAME: ClassVar[str] = "frame_detections"
+    SCHEMA_VERSION: ClassVar[str] = "1-0-0"
+    schema_version: str = schema_version_field(SCHEMA_VERSION)
+
+    camera_id: str = Field(pattern=CAMERA_ID_PATTERN)
+    frame_id: str = Field(min_length=1, max_length=200)
+    captured_at: UtcDatetime
+    frame_uri: str = Field(min_length=1)
+    width: int = Field(gt=0, le=16384)
+    height: int = Field(gt=0, le=16384)
+    model_name: str = Field(min_length=1)
+    model_version: str = Field(min_length=1)
+    inferred_at: UtcDatetime
+    detections: tuple[Detection, ...] = ()
+
+    @model_validator(mode="after")
+    def _boxes_inside_frame(self) -> Self:
+        for i, det in enumerate(self.detections):
+            if det.bbox.x2 > self.width + 1 or det.bbox.y2 > self.height + 1:
+                raise ValueError(f"detections.{i}.bbox lies outside the {self.width}x{self.height} frame")
+        return self

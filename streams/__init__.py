@@ -1,0 +1,1 @@
+"""Streams stage: faust-streaming jobs turning detections into facts."""

@@ -1,0 +1,187 @@
+"""The sink: Kafka topics -> ClickHouse tables in batches; offsets move after the insert.
+
+A batch closes at `batch_rows` messages or `batch_s` seconds, is inserted table by table,
+and only then are the consumed offsets committed. A failed insert is retried with backoff
+while the batch is held; a crash re-delivers the uncommitted batch and the
+ReplacingMergeTree keys make the repeat collapse.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.exceptions import ClickHouseError
+from confluent_kafka import Consumer, KafkaError, Message
+from prometheus_client import Counter
+
+from citycam.config import KafkaSettings
+from citycam.kafka import DeadLetterQueue, EventProducer, commit_processed, consumer_config
+from schemas import (
+    DEAD_LETTERS_TOPIC,
+    DETECTIONS_TOPIC,
+    TRAFFIC_DENSITY_TOPIC,
+    ContractError,
+    DeadLetter,
+    Event,
+    FrameDetections,
+    TrafficDensity,
+    TopicSpec,
+)
+
+log = logging.getLogger(__name__)
+
+ROWS_WRITTEN = Counter("citycam_sink_rows", "Rows inserted", ["table"])
+INSERT_RETRIES = Counter("citycam_sink_insert_retries", "Failed insert attempts")
+SINK_DEAD_LETTERS = Counter("citycam_sink_dead_letters", "Messages refused")
+
+CONSUMER_GROUP = "citycam-sink"
+Rows = dict[str, list[list[Any]]]
+
+
+def detection_rows(event: FrameDetections) -> Rows:
+    frame = [event.camera_id, event.frame_id, event.captured_at, event.frame_uri, event.width,
+             event.height, event.model_name, event.model_version, event.inferred_at,
+             len(event.detections)]
+    boxes = [
+        [event.camera_id, event.frame_id, event.captured_at, i, d.class_name, d.class_id, d.score,
+         d.bbox.x1, d.bbox.y1, d.bbox.x2, d.bbox.y2, d.track_id, event.model_name,
+         event.model_version]
+        for i, d in enumerate(event.detections)
+    ]
+    return {"frames": [frame], "detections": boxes}
+
+
+def density_rows(fact: TrafficDensity) -> Rows:
+    return {"traffic_density_1m": [[
+        fact.camera_id, fact.window_start, fact.window_end, fact.vehicle_class, fact.frames,
+        fact.detections, fact.mean_in_view, fact.max_in_view, fact.pcu_factor, fact.pcu,
+        fact.pcu_version, fact.emitted_at,
+    ]]}
+
+
+def dead_letter_rows(letter: DeadLetter) -> Rows:
+    return {"dead_letters": [[letter.stage, letter.source_topic, letter.source_partition,
+                              letter.source_offset, letter.reason, letter.value_b64,
+                              letter.failed_at]]}
+
+
+COLUMNS: dict[str, list[str]] = {
+    "frames": ["camera_id", "frame_id", "captured_at", "frame_uri", "width", "height",
+               "model_name", "model_version", "inferred_at", "detections"],
+    "detections": ["camera_id", "frame_id", "captured_at", "det_index", "class_name", "class_id",
+                   "score", "x1", "y1", "x2", "y2", "track_id", "model_name", "model_version"],
+    "traffic_density_1m": ["camera_id", "window_start", "window_end", "vehicle_class", "frames",
+                           "detections", "mean_in_view", "max_in_view", "pcu_factor", "pcu",
+                           "pcu_version", "emitted_at"],
+    "dead_letters": ["stage", "source_topic", "source_partition", "source_offset", "reason",
+                     "value_b64", "failed_at"],
+}
+
+
+@dataclass(frozen=True)
+class Route:
+    topic: TopicSpec
+    to_rows: Callable[[Any], Rows]
+
+
+ROUTES: tuple[Route, ...] = (
+    Route(DETECTIONS_TOPIC, detection_rows),
+    Route(TRAFFIC_DENSITY_TOPIC, density_rows),
+    Route(DEAD_LETTERS_TOPIC, dead_letter_rows),
+)
+
+
+@dataclass
+class Batch:
+    rows: Rows = field(default_factory=lambda: {table: [] for table in COLUMNS})
+    messages: list[Message] = field(default_factory=list)
+    opened_at: float = field(default_factory=time.monotonic)
+
+    def add(self, message: Message, rows: Rows) -> None:
+        self.messages.append(message)
+        for table, table_rows in rows.items():
+            self.rows[table].extend(table_rows)
+
+
+class Sink:
+    def __init__(self, client_factory: Callable[[], Client], kafka: KafkaSettings,
+                 producer: EventProducer, batch_rows: int = 5000, batch_s: float = 2.0,
+                 retry_max_s: float = 30.0) -> None:
+        self._client_factory = client_factory
+        self._client: Client | None = None
+        self.batch_rows = batch_rows
+        self.batch_s = batch_s
+        self.retry_max_s = retry_max_s
+        self.producer = producer
+        self.dead_letters = DeadLetterQueue(producer, stage="sink")
+        self.consumer = Consumer(consumer_config(kafka, CONSUMER_GROUP))
+        self._routes = {route.topic.name: route for route in ROUTES}
+
+    def run(self, stop_event: threading.Event) -> None:
+        self.consumer.subscribe(list(self._routes))
+        batch = Batch()
+        try:
+            while not stop_event.is_set():
+                for message in self.consumer.consume(500, timeout=0.2):
+                    self._accept(batch, message)
+                full = len(batch.messages) >= self.batch_rows
+                if batch.messages and (full or time.monotonic() - batch.opened_at >= self.batch_s):
+                    self.write(batch, stop_event)
+                    batch = Batch()
+            if batch.messages:
+                self.write(batch, stop_event)
+        finally:
+            self.consumer.close()
+
+    def _accept(self, batch: Batch, message: Message) -> None:
+        if message.error() is not None:
+            if message.error().code() != KafkaError._PARTITION_EOF:
+                log.error("consume error: %s", message.error())
+            return
+        route = self._routes[message.topic() or ""]
+        schema: type[Event] = route.topic.schema
+        try:
+            event = schema.from_bytes(message.value())
+        except ContractError as exc:
+            if route.topic is DEAD_LETTERS_TOPIC:
+                log.error("unreadable dead letter at %s@%s skipped: %s",
+                          message.partition(), message.offset(), exc.reason)
+            else:
+                SINK_DEAD_LETTERS.inc()
+                self.dead_letters.send(message, exc.reason)
+            batch.messages.append(message)  # refused is handled: its offset may move on
+            return
+        batch.add(message, route.to_rows(event))
+
+    def write(self, batch: Batch, stop_event: threading.Event) -> None:
+        """Insert every table's rows, retrying until done, then commit the batch's offsets."""
+        attempt = 0
+        while True:
+            try:
+                self._insert_all(batch.rows)
+                break
+            except (ClickHouseError, OSError) as exc:
+                attempt += 1
+                INSERT_RETRIES.inc()
+                self._client = None  # reconnect: the endpoint may have restarted
+                delay = min(self.retry_max_s, 0.5 * 2 ** (attempt - 1))
+                log.warning("insert failed (attempt %d), retrying in %.1fs: %s", attempt, delay, exc)
+                if stop_event.wait(delay):
+                    raise RuntimeError("sink stopped while the warehouse was unreachable; "
+                                       "the batch stays uncommitted and will be re-delivered") from exc
+        self.producer.flush()  # dead letters acknowledged too before offsets move
+        commit_processed(self.consumer, batch.messages)
+
+    def _insert_all(self, rows: Rows) -> None:
+        client = self._client or self._client_factory()
+        self._client = client
+        for table, table_rows in rows.items():
+            if table_rows:
+                client.insert(table, table_rows, column_names=COLUMNS[table])
+                ROWS_WRITTEN.labels(table).inc(len(table_rows))
