@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from collections import Counter
@@ -39,8 +40,14 @@ class Camera(BaseModel):
     @classmethod
     def _known_source(cls, source: str) -> str:
         scheme = urlparse(source).scheme
-        if scheme and scheme not in (*STREAM_SCHEMES, "file") and not re.fullmatch(r"[a-zA-Z]", scheme):
-            raise ValueError(f"unsupported source scheme {scheme!r}; use {', '.join(STREAM_SCHEMES)} or a file")
+        if (
+            scheme
+            and scheme not in (*STREAM_SCHEMES, "file")
+            and not re.fullmatch(r"[a-zA-Z]", scheme)
+        ):
+            raise ValueError(
+                f"unsupported source scheme {scheme!r}; use {', '.join(STREAM_SCHEMES)} or a file"
+            )
         return source
 
     @property
@@ -111,11 +118,9 @@ def _describe(path: Path, raw: dict, exc: ValidationError) -> str:
         loc = err["loc"]
         where = ".".join(str(p) for p in loc)
         if len(loc) >= 2 and loc[0] == "cameras" and isinstance(loc[1], int):
-            try:
+            with contextlib.suppress(AttributeError, IndexError, KeyError, TypeError):
                 where = f"camera {raw['cameras'][loc[1]].get('id', loc[1])!r}: " + ".".join(
                     str(p) for p in loc[2:]
                 )
-            except (AttributeError, IndexError, KeyError, TypeError):
-                pass
         lines.append(f"  {where}: {err['msg']}")
     return "\n".join(lines)

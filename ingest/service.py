@@ -80,8 +80,9 @@ class CameraWorker:
         session_start = datetime.now(UTC)
         sampler = FrameSampler(self.camera.sample_fps)
         published = 0
-        for decoded in decode_frames(self.camera, self.settings.open_timeout_s,
-                                     self.settings.read_timeout_s):
+        for decoded in decode_frames(
+            self.camera, self.settings.open_timeout_s, self.settings.read_timeout_s
+        ):
             FRAMES_DECODED.labels(self.camera.id).inc()
             CAMERA_UP.labels(self.camera.id).set(1)
             if self.stop_event.is_set():
@@ -96,15 +97,22 @@ class CameraWorker:
 
     def _publish(self, decoded: DecodedFrame, captured_at: datetime, session_id: str) -> None:
         image = decoded.to_bgr()
-        ok, jpeg = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.settings.jpeg_quality])
+        ok, jpeg = cv2.imencode(
+            ".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.settings.jpeg_quality]
+        )
         if not ok:
             raise SourceError(f"{self.camera.id}: JPEG encoding failed")
         captured_ms = int(captured_at.timestamp() * 1000)
         frame_id = f"{self.camera.id}-{captured_ms}"
         uri = self.store.put(self.camera.id, frame_id, jpeg.tobytes())
         ref = FrameRef(
-            camera_id=self.camera.id, frame_id=frame_id, captured_at=captured_at, frame_uri=uri,
-            width=image.shape[1], height=image.shape[0], sequence=self._sequence,
+            camera_id=self.camera.id,
+            frame_id=frame_id,
+            captured_at=captured_at,
+            frame_uri=uri,
+            width=image.shape[1],
+            height=image.shape[0],
+            sequence=self._sequence,
             session_id=session_id,
         )
         self.producer.publish(FRAMES_TOPIC, self.camera.id, ref, timestamp_ms=captured_ms)
@@ -112,12 +120,18 @@ class CameraWorker:
         FRAMES_PUBLISHED.labels(self.camera.id).inc()
 
 
-def run_ingest(cameras: Sequence[Camera], settings: IngestSettings, producer: EventProducer,
-               store: FrameStore, stop_event: threading.Event) -> list[CameraWorker]:
+def run_ingest(
+    cameras: Sequence[Camera],
+    settings: IngestSettings,
+    producer: EventProducer,
+    store: FrameStore,
+    stop_event: threading.Event,
+) -> list[CameraWorker]:
     """Run one worker per camera until they end (files) or stop_event is set; prune meanwhile."""
     workers = [CameraWorker(c, settings, producer, store, stop_event) for c in cameras]
-    threads = [threading.Thread(target=w.run, name=f"ingest-{w.camera.id}", daemon=True)
-               for w in workers]
+    threads = [
+        threading.Thread(target=w.run, name=f"ingest-{w.camera.id}", daemon=True) for w in workers
+    ]
     for thread in threads:
         thread.start()
     max_bytes = int(settings.frame_store_max_gb * 1e9)

@@ -36,13 +36,16 @@ def open_options(camera: Camera) -> dict[str, str]:
     return {}
 
 
-def decode_frames(camera: Camera, open_timeout_s: float, read_timeout_s: float) -> Iterator[DecodedFrame]:
+def decode_frames(
+    camera: Camera, open_timeout_s: float, read_timeout_s: float
+) -> Iterator[DecodedFrame]:
     """Decode the camera's first video stream; raise SourceError on open or read failure."""
     if camera.source_path is not None and not camera.source_path.is_file():
         raise SourceError(f"{camera.id}: no such video file {camera.source_path}")
     try:
-        container = av.open(camera.source, options=open_options(camera),
-                            timeout=(open_timeout_s, read_timeout_s))
+        container = av.open(
+            camera.source, options=open_options(camera), timeout=(open_timeout_s, read_timeout_s)
+        )
     except (av.FFmpegError, OSError) as exc:
         raise SourceError(f"{camera.id}: cannot open {camera.source}: {exc}") from exc
     with container:
@@ -56,8 +59,9 @@ def decode_frames(camera: Camera, open_timeout_s: float, read_timeout_s: float) 
             raise SourceError(f"{camera.id}: stream failed: {exc}") from exc
 
 
-def _frames(container: av.container.InputContainer, stream: av.VideoStream,
-            realtime: bool) -> Iterator[DecodedFrame]:
+def _frames(
+    container: av.container.InputContainer, stream: av.VideoStream, realtime: bool
+) -> Iterator[DecodedFrame]:
     start_wall = time.monotonic()
     first_pts: float | None = None
     for frame in container.decode(stream):

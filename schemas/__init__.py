@@ -7,12 +7,20 @@ from schemas.facts import TrafficDensity
 from schemas.frames import FrameRef
 from schemas.topics import (
     DEAD_LETTERS as DEAD_LETTERS_TOPIC,
+)
+from schemas.topics import (
     DETECTIONS as DETECTIONS_TOPIC,
+)
+from schemas.topics import (
     FRAMES as FRAMES_TOPIC,
+)
+from schemas.topics import (
     TOPICS,
-    TRAFFIC_DENSITY as TRAFFIC_DENSITY_TOPIC,
     TopicSpec,
     topic_by_name,
+)
+from schemas.topics import (
+    TRAFFIC_DENSITY as TRAFFIC_DENSITY_TOPIC,
 )
 
 CONTRACTS: tuple[type[Event], ...] = (FrameRef, FrameDetections, TrafficDensity, DeadLetter)
@@ -22,8 +30,8 @@ __all__ = [
     "DEAD_LETTERS_TOPIC",
     "DETECTIONS_TOPIC",
     "FRAMES_TOPIC",
-    "TRAFFIC_DENSITY_TOPIC",
     "TOPICS",
+    "TRAFFIC_DENSITY_TOPIC",
     "BoundingBox",
     "ContractError",
     "DeadLetter",

@@ -7,7 +7,7 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from schemas._base import schema_version_field, Event, UtcDatetime
+from schemas._base import Event, UtcDatetime, schema_version_field
 
 
 class DeadLetter(Event):

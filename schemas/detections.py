@@ -6,7 +6,7 @@ from typing import ClassVar, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from schemas._base import schema_version_field, CAMERA_ID_PATTERN, Event, UtcDatetime
+from schemas._base import CAMERA_ID_PATTERN, Event, UtcDatetime, schema_version_field
 
 
 class BoundingBox(BaseModel):
@@ -58,5 +58,7 @@ class FrameDetections(Event):
     def _boxes_inside_frame(self) -> Self:
         for i, det in enumerate(self.detections):
             if det.bbox.x2 > self.width + 1 or det.bbox.y2 > self.height + 1:
-                raise ValueError(f"detections.{i}.bbox lies outside the {self.width}x{self.height} frame")
+                raise ValueError(
+                    f"detections.{i}.bbox lies outside the {self.width}x{self.height} frame"
+                )
         return self

@@ -6,7 +6,7 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from schemas._base import schema_version_field, CAMERA_ID_PATTERN, Event, UtcDatetime
+from schemas._base import CAMERA_ID_PATTERN, Event, UtcDatetime, schema_version_field
 
 
 class FrameRef(Event):

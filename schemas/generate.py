@@ -14,8 +14,11 @@ JSON_DIR = Path(__file__).parent / "json"
 
 def render(contract: type[Event]) -> str:
     schema = contract.model_json_schema(mode="serialization")
-    schema = {"$schema": "https://json-schema.org/draft/2020-12/schema",
-              "$id": contract.schema_url(), **schema}
+    schema = {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": contract.schema_url(),
+        **schema,
+    }
     return json.dumps(schema, indent=2, sort_keys=True) + "\n"
 
 
@@ -25,7 +28,8 @@ def schema_path(contract: type[Event]) -> Path:
 
 def stale_files() -> list[Path]:
     return [
-        schema_path(c) for c in CONTRACTS
+        schema_path(c)
+        for c in CONTRACTS
         if not schema_path(c).exists() or schema_path(c).read_text() != render(c)
     ]
 

@@ -52,7 +52,8 @@ def broker_options(kafka: KafkaSettings) -> dict[str, Any]:
             import ssl
 
             ssl_context = ssl.create_default_context(
-                cafile=str(kafka.ssl_ca_location) if kafka.ssl_ca_location else None)
+                cafile=str(kafka.ssl_ca_location) if kafka.ssl_ca_location else None
+            )
         options["broker_credentials"] = faust.SASLCredentials(
             username=kafka.sasl_username or "",
             password=kafka.sasl_password.get_secret_value() if kafka.sasl_password else "",
@@ -62,8 +63,11 @@ def broker_options(kafka: KafkaSettings) -> dict[str, Any]:
     elif kafka.security_protocol == "SSL":
         import ssl
 
-        options["broker_credentials"] = faust.SSLCredentials(ssl.create_default_context(
-            cafile=str(kafka.ssl_ca_location) if kafka.ssl_ca_location else None))
+        options["broker_credentials"] = faust.SSLCredentials(
+            ssl.create_default_context(
+                cafile=str(kafka.ssl_ca_location) if kafka.ssl_ca_location else None
+            )
+        )
     return options
 
 
@@ -99,8 +103,8 @@ camera_windows: dict[str, set[int]] = {}  # in-memory index of the table, for ex
 _refresh_all = True  # re-emit everything this worker holds once state is (re)assigned
 
 
-@app.on_rebalance_complete.connect
-async def _after_rebalance(sender: Any, **kwargs: Any) -> None:
+@app.on_rebalance_complete.connect  # type: ignore[arg-type]  # faust's stub omits async receivers
+async def _after_rebalance(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
     global _refresh_all
     _refresh_all = True
     camera_windows.clear()
@@ -159,9 +163,14 @@ async def dead_letter(event: EventT, reason: str) -> None:
     DEAD.inc()
     msg = event.message
     letter = DeadLetter(
-        stage="streams", source_topic=msg.topic, source_partition=msg.partition,
-        source_offset=msg.offset, reason=reason,
-        key_b64=_b64(msg.key), value_b64=_b64(msg.value), failed_at=utc_now(),
+        stage="streams",
+        source_topic=msg.topic,
+        source_partition=msg.partition,
+        source_offset=msg.offset,
+        reason=reason,
+        key_b64=_b64(msg.key),
+        value_b64=_b64(msg.value),
+        failed_at=utc_now(),
     )
     log.warning("dead-lettered %s[%s]@%s: %s", msg.topic, msg.partition, msg.offset, reason)
     await dead_letter_topic.send(key=msg.key, value=letter.to_bytes())
@@ -187,6 +196,9 @@ async def flush_changed_windows() -> None:
             continue
         camera_id, start = parse_window_key(key)
         for fact in facts_for(camera_id, start, state, settings.streams, emitted_at):
-            await facts_topic.send(key=camera_id.encode(), value=fact.to_bytes(),
-                                   timestamp=fact.window_start.timestamp())
+            await facts_topic.send(
+                key=camera_id.encode(),
+                value=fact.to_bytes(),
+                timestamp=fact.window_start.timestamp(),
+            )
         FACTS.labels(camera_id).inc(len(settings.streams.pcu_factors))

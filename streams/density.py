@@ -42,8 +42,9 @@ def count_vehicles(frame: FrameDetections, settings: StreamsSettings) -> Counter
     )
 
 
-def add_frame(state: WindowState | None, frame: FrameDetections,
-              settings: StreamsSettings) -> WindowState | None:
+def add_frame(
+    state: WindowState | None, frame: FrameDetections, settings: StreamsSettings
+) -> WindowState | None:
     """The window state with the frame counted, or None if it was already counted."""
     ts = frame.captured_at.timestamp()
     state = state or {"frames": 0, "last_ts": -math.inf, "classes": {}}
@@ -56,8 +57,13 @@ def add_frame(state: WindowState | None, frame: FrameDetections,
     return {"frames": state["frames"] + 1, "last_ts": ts, "classes": classes}
 
 
-def facts_for(camera_id: str, start: int, state: WindowState, settings: StreamsSettings,
-              emitted_at: datetime | None = None) -> list[TrafficDensity]:
+def facts_for(
+    camera_id: str,
+    start: int,
+    state: WindowState,
+    settings: StreamsSettings,
+    emitted_at: datetime | None = None,
+) -> list[TrafficDensity]:
     """One fact per configured vehicle class, zeros included: no vehicles is information too."""
     begin = datetime.fromtimestamp(start, UTC)
     emitted_at = emitted_at or datetime.now(UTC)
@@ -65,11 +71,20 @@ def facts_for(camera_id: str, start: int, state: WindowState, settings: StreamsS
     for vehicle_class in sorted(set(settings.vehicle_classes.values())):
         boxes, most = state["classes"].get(vehicle_class, [0, 0])
         factor = settings.factor(vehicle_class)
-        facts.append(TrafficDensity(
-            camera_id=camera_id, window_start=begin,
-            window_end=begin + timedelta(seconds=settings.window_s), vehicle_class=vehicle_class,
-            frames=state["frames"], detections=boxes, mean_in_view=round(boxes / state["frames"], 4),
-            max_in_view=most, pcu_factor=factor, pcu=round(boxes * factor, 4),
-            pcu_version=settings.pcu_version, emitted_at=emitted_at,
-        ))
+        facts.append(
+            TrafficDensity(
+                camera_id=camera_id,
+                window_start=begin,
+                window_end=begin + timedelta(seconds=settings.window_s),
+                vehicle_class=vehicle_class,
+                frames=state["frames"],
+                detections=boxes,
+                mean_in_view=round(boxes / state["frames"], 4),
+                max_in_view=most,
+                pcu_factor=factor,
+                pcu=round(boxes * factor, 4),
+                pcu_version=settings.pcu_version,
+                emitted_at=emitted_at,
+            )
+        )
     return facts

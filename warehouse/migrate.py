@@ -36,7 +36,9 @@ class Migration:
         return hashlib.sha256(self.sql.encode()).hexdigest()
 
     def statements(self) -> list[str]:
-        body = "\n".join(line for line in self.sql.splitlines() if not line.lstrip().startswith("--"))
+        body = "\n".join(
+            line for line in self.sql.splitlines() if not line.lstrip().startswith("--")
+        )
         return [s.strip() for s in re.split(r";\s*$", body, flags=re.MULTILINE) if s.strip()]
 
 
@@ -53,8 +55,9 @@ def load_migrations(directory: Path = MIGRATIONS_DIR) -> list[Migration]:
     return migrations
 
 
-def migrate(client: Client, database: str, raw_ttl_days: int,
-            migrations: list[Migration] | None = None) -> list[Migration]:
+def migrate(
+    client: Client, database: str, raw_ttl_days: int, migrations: list[Migration] | None = None
+) -> list[Migration]:
     """Apply pending migrations; return those applied now. Safe to run again."""
     client.command(f"CREATE DATABASE IF NOT EXISTS {database}")
     client.command(
@@ -66,8 +69,9 @@ def migrate(client: Client, database: str, raw_ttl_days: int,
     )
     applied = {
         row[0]: (row[1], row[2])
-        for row in client.query(f"SELECT version, name, checksum FROM {database}.schema_migrations"
-                                ).result_rows
+        for row in client.query(
+            f"SELECT version, name, checksum FROM {database}.schema_migrations"
+        ).result_rows
     }
     done = []
     for migration in migrations if migrations is not None else load_migrations():
@@ -75,14 +79,17 @@ def migrate(client: Client, database: str, raw_ttl_days: int,
             if applied[migration.version][1] != migration.checksum:
                 raise MigrationError(
                     f"migration {migration.version:04d}_{migration.name} changed after it was "
-                    "applied; write a new migration instead")
+                    "applied; write a new migration instead"
+                )
             continue
         log.info("applying migration %04d_%s", migration.version, migration.name)
         for statement in migration.statements():
             client.command(statement.replace("{database}", database))
-        client.insert(f"{database}.schema_migrations",
-                      [[migration.version, migration.name, migration.checksum]],
-                      column_names=["version", "name", "checksum"])
+        client.insert(
+            f"{database}.schema_migrations",
+            [[migration.version, migration.name, migration.checksum]],
+            column_names=["version", "name", "checksum"],
+        )
         done.append(migration)
     apply_raw_ttl(client, database, raw_ttl_days)
     return done
@@ -92,6 +99,7 @@ def apply_raw_ttl(client: Client, database: str, days: int) -> None:
     """Raw tables' TTL is a setting, not schema: set it on every run (metadata-only change)."""
     for table in ("frames", "detections"):
         client.command(
-            f"ALTER TABLE {database}.{table} MODIFY TTL toDateTime(captured_at) + INTERVAL {int(days)} DAY",
+            f"ALTER TABLE {database}.{table} "
+            f"MODIFY TTL toDateTime(captured_at) + INTERVAL {int(days)} DAY",
             settings={"materialize_ttl_after_modify": 0},
         )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,8 +30,8 @@ from schemas import (
     DeadLetter,
     Event,
     FrameDetections,
-    TrafficDensity,
     TopicSpec,
+    TrafficDensity,
 )
 
 log = logging.getLogger(__name__)
@@ -45,42 +45,129 @@ Rows = dict[str, list[list[Any]]]
 
 
 def detection_rows(event: FrameDetections) -> Rows:
-    frame = [event.camera_id, event.frame_id, event.captured_at, event.frame_uri, event.width,
-             event.height, event.model_name, event.model_version, event.inferred_at,
-             len(event.detections)]
+    frame = [
+        event.camera_id,
+        event.frame_id,
+        event.captured_at,
+        event.frame_uri,
+        event.width,
+        event.height,
+        event.model_name,
+        event.model_version,
+        event.inferred_at,
+        len(event.detections),
+    ]
     boxes = [
-        [event.camera_id, event.frame_id, event.captured_at, i, d.class_name, d.class_id, d.score,
-         d.bbox.x1, d.bbox.y1, d.bbox.x2, d.bbox.y2, d.track_id, event.model_name,
-         event.model_version]
+        [
+            event.camera_id,
+            event.frame_id,
+            event.captured_at,
+            i,
+            d.class_name,
+            d.class_id,
+            d.score,
+            d.bbox.x1,
+            d.bbox.y1,
+            d.bbox.x2,
+            d.bbox.y2,
+            d.track_id,
+            event.model_name,
+            event.model_version,
+        ]
         for i, d in enumerate(event.detections)
     ]
     return {"frames": [frame], "detections": boxes}
 
 
 def density_rows(fact: TrafficDensity) -> Rows:
-    return {"traffic_density_1m": [[
-        fact.camera_id, fact.window_start, fact.window_end, fact.vehicle_class, fact.frames,
-        fact.detections, fact.mean_in_view, fact.max_in_view, fact.pcu_factor, fact.pcu,
-        fact.pcu_version, fact.emitted_at,
-    ]]}
+    return {
+        "traffic_density_1m": [
+            [
+                fact.camera_id,
+                fact.window_start,
+                fact.window_end,
+                fact.vehicle_class,
+                fact.frames,
+                fact.detections,
+                fact.mean_in_view,
+                fact.max_in_view,
+                fact.pcu_factor,
+                fact.pcu,
+                fact.pcu_version,
+                fact.emitted_at,
+            ]
+        ]
+    }
 
 
 def dead_letter_rows(letter: DeadLetter) -> Rows:
-    return {"dead_letters": [[letter.stage, letter.source_topic, letter.source_partition,
-                              letter.source_offset, letter.reason, letter.value_b64,
-                              letter.failed_at]]}
+    return {
+        "dead_letters": [
+            [
+                letter.stage,
+                letter.source_topic,
+                letter.source_partition,
+                letter.source_offset,
+                letter.reason,
+                letter.value_b64,
+                letter.failed_at,
+            ]
+        ]
+    }
 
 
 COLUMNS: dict[str, list[str]] = {
-    "frames": ["camera_id", "frame_id", "captured_at", "frame_uri", "width", "height",
-               "model_name", "model_version", "inferred_at", "detections"],
-    "detections": ["camera_id", "frame_id", "captured_at", "det_index", "class_name", "class_id",
-                   "score", "x1", "y1", "x2", "y2", "track_id", "model_name", "model_version"],
-    "traffic_density_1m": ["camera_id", "window_start", "window_end", "vehicle_class", "frames",
-                           "detections", "mean_in_view", "max_in_view", "pcu_factor", "pcu",
-                           "pcu_version", "emitted_at"],
-    "dead_letters": ["stage", "source_topic", "source_partition", "source_offset", "reason",
-                     "value_b64", "failed_at"],
+    "frames": [
+        "camera_id",
+        "frame_id",
+        "captured_at",
+        "frame_uri",
+        "width",
+        "height",
+        "model_name",
+        "model_version",
+        "inferred_at",
+        "detections",
+    ],
+    "detections": [
+        "camera_id",
+        "frame_id",
+        "captured_at",
+        "det_index",
+        "class_name",
+        "class_id",
+        "score",
+        "x1",
+        "y1",
+        "x2",
+        "y2",
+        "track_id",
+        "model_name",
+        "model_version",
+    ],
+    "traffic_density_1m": [
+        "camera_id",
+        "window_start",
+        "window_end",
+        "vehicle_class",
+        "frames",
+        "detections",
+        "mean_in_view",
+        "max_in_view",
+        "pcu_factor",
+        "pcu",
+        "pcu_version",
+        "emitted_at",
+    ],
+    "dead_letters": [
+        "stage",
+        "source_topic",
+        "source_partition",
+        "source_offset",
+        "reason",
+        "value_b64",
+        "failed_at",
+    ],
 }
 
 
@@ -110,9 +197,15 @@ class Batch:
 
 
 class Sink:
-    def __init__(self, client_factory: Callable[[], Client], kafka: KafkaSettings,
-                 producer: EventProducer, batch_rows: int = 5000, batch_s: float = 2.0,
-                 retry_max_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        client_factory: Callable[[], Client],
+        kafka: KafkaSettings,
+        producer: EventProducer,
+        batch_rows: int = 5000,
+        batch_s: float = 2.0,
+        retry_max_s: float = 30.0,
+    ) -> None:
         self._client_factory = client_factory
         self._client: Client | None = None
         self.batch_rows = batch_rows
@@ -140,9 +233,10 @@ class Sink:
             self.consumer.close()
 
     def _accept(self, batch: Batch, message: Message) -> None:
-        if message.error() is not None:
-            if message.error().code() != KafkaError._PARTITION_EOF:
-                log.error("consume error: %s", message.error())
+        error = message.error()
+        if error is not None:
+            if error.code() != KafkaError._PARTITION_EOF:
+                log.error("consume error: %s", error)
             return
         route = self._routes[message.topic() or ""]
         schema: type[Event] = route.topic.schema
@@ -150,8 +244,12 @@ class Sink:
             event = schema.from_bytes(message.value())
         except ContractError as exc:
             if route.topic is DEAD_LETTERS_TOPIC:
-                log.error("unreadable dead letter at %s@%s skipped: %s",
-                          message.partition(), message.offset(), exc.reason)
+                log.error(
+                    "unreadable dead letter at %s@%s skipped: %s",
+                    message.partition(),
+                    message.offset(),
+                    exc.reason,
+                )
             else:
                 SINK_DEAD_LETTERS.inc()
                 self.dead_letters.send(message, exc.reason)
@@ -171,10 +269,14 @@ class Sink:
                 INSERT_RETRIES.inc()
                 self._client = None  # reconnect: the endpoint may have restarted
                 delay = min(self.retry_max_s, 0.5 * 2 ** (attempt - 1))
-                log.warning("insert failed (attempt %d), retrying in %.1fs: %s", attempt, delay, exc)
+                log.warning(
+                    "insert failed (attempt %d), retrying in %.1fs: %s", attempt, delay, exc
+                )
                 if stop_event.wait(delay):
-                    raise RuntimeError("sink stopped while the warehouse was unreachable; "
-                                       "the batch stays uncommitted and will be re-delivered") from exc
+                    raise RuntimeError(
+                        "sink stopped while the warehouse was unreachable; "
+                        "the batch stays uncommitted and will be re-delivered"
+                    ) from exc
         self.producer.flush()  # dead letters acknowledged too before offsets move
         commit_processed(self.consumer, batch.messages)
 

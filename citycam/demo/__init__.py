@@ -38,8 +38,10 @@ def start_stages(settings: Settings, env: dict[str, str]) -> dict[str, StageProc
     for name in STAGES:
         port = free_port()
         proc = ManagedProcess(
-            name, [sys.executable, "-m", "citycam.cli", name, "--metrics-port", str(port)],
-            settings.data_dir / "run" / f"{name}.log", env=env,
+            name,
+            [sys.executable, "-m", "citycam.cli", name, "--metrics-port", str(port)],
+            settings.data_dir / "run" / f"{name}.log",
+            env=env,
         )
         proc.start()
         stages[name] = StageProcess(name, proc, f"http://127.0.0.1:{port}/metrics")
@@ -51,7 +53,9 @@ def run_demo(timeout_s: float = 900) -> int:
     since = datetime.now(UTC)
     settings = Settings()
     registry = load_cameras(settings.cameras_file)
-    missing = [c.source_path for c in registry.enabled if c.source_path and not c.source_path.exists()]
+    missing = [
+        c.source_path for c in registry.enabled if c.source_path and not c.source_path.exists()
+    ]
     if missing:
         console.print(f"[red]footage missing: {missing}; run `make footage` first")
         return 2
@@ -61,14 +65,17 @@ def run_demo(timeout_s: float = 900) -> int:
         prepare(settings, console)
         stages = start_stages(settings, services.env)
         try:
-            progress = watch(settings, stages, [c.id for c in registry.enabled], since, timeout_s,
-                             console)
+            progress = watch(
+                settings, stages, [c.id for c in registry.enabled], since, timeout_s, console
+            )
         finally:
             for stage in stages.values():
                 stage.process.stop()
         if not progress.settled:
-            console.print(f"[red]pipeline did not settle within {timeout_s:.0f}s; "
-                          f"see logs in {settings.data_dir / 'run'}")
+            console.print(
+                f"[red]pipeline did not settle within {timeout_s:.0f}s; "
+                f"see logs in {settings.data_dir / 'run'}"
+            )
             return 1
         console.print(render_table(settings, since))
         console.print(how_to_query(settings))
@@ -82,14 +89,25 @@ def prepare(settings: Settings, console: Console) -> None:
     from warehouse.migrate import migrate
 
     ensure_topics(settings.kafka, TOPICS)
-    applied = migrate(connect(settings.warehouse, database=None), settings.warehouse.database,
-                      settings.warehouse.raw_ttl_days)
-    console.print(f"broker {settings.kafka.bootstrap_servers}, warehouse {settings.warehouse.url}, "
-                  f"migrations applied now: {len(applied)}")
+    applied = migrate(
+        connect(settings.warehouse, database=None),
+        settings.warehouse.database,
+        settings.warehouse.raw_ttl_days,
+    )
+    console.print(
+        f"broker {settings.kafka.bootstrap_servers}, warehouse {settings.warehouse.url}, "
+        f"migrations applied now: {len(applied)}"
+    )
 
 
-def watch(settings: Settings, stages: dict[str, StageProcess], cameras: list[str],
-          since: datetime, timeout_s: float, console: Console) -> Progress:
+def watch(
+    settings: Settings,
+    stages: dict[str, StageProcess],
+    cameras: list[str],
+    since: datetime,
+    timeout_s: float,
+    console: Console,
+) -> Progress:
     deadline = time.monotonic() + timeout_s
     urls = {name: stage.metrics_url for name, stage in stages.items()}
     ingest = stages["ingest"].process
@@ -97,8 +115,11 @@ def watch(settings: Settings, stages: dict[str, StageProcess], cameras: list[str
     with Live(render_progress(progress), console=console, refresh_per_second=2) as live:
         while time.monotonic() < deadline:
             time.sleep(1)
-            crashed = [s.name for s in stages.values()
-                       if s.name != "ingest" and s.process.proc and s.process.proc.poll() is not None]
+            crashed = [
+                s.name
+                for s in stages.values()
+                if s.name != "ingest" and s.process.proc and s.process.proc.poll() is not None
+            ]
             if crashed:
                 raise RuntimeError(f"stage(s) {crashed} exited; see {settings.data_dir / 'run'}")
             ingest_done = ingest.proc is not None and ingest.proc.poll() is not None
@@ -112,8 +133,8 @@ def watch(settings: Settings, stages: dict[str, StageProcess], cameras: list[str
 def how_to_query(settings: Settings) -> str:
     return (
         "\nQuery it yourself (start the services with `citycam up` in another terminal):\n"
-        "  .venv/bin/citycam sql \"SELECT camera_id, vehicle_class, sum(detections) AS boxes, "
-        "round(sum(pcu), 1) AS pcu FROM traffic_density_1m FINAL GROUP BY ALL ORDER BY ALL\"\n"
+        '  .venv/bin/citycam sql "SELECT camera_id, vehicle_class, sum(detections) AS boxes, '
+        'round(sum(pcu), 1) AS pcu FROM traffic_density_1m FINAL GROUP BY ALL ORDER BY ALL"\n'
         f"Warehouse data lives in {Path(settings.data_dir, 'warehouse').resolve()}; "
         "stage logs in .data/run/.\n"
     )

@@ -52,20 +52,28 @@ def warehouse_counts(settings: Settings, since: datetime) -> dict[str, dict[str,
     counts: dict[str, dict[str, float]] = defaultdict(dict)
     for cam, frames, boxes in client.query(
         "SELECT camera_id, count(), sum(detections) FROM frames FINAL "
-        "WHERE captured_at >= {since:DateTime64(3, 'UTC')} GROUP BY camera_id", parameters=params,
+        "WHERE captured_at >= {since:DateTime64(3, 'UTC')} GROUP BY camera_id",
+        parameters=params,
     ).result_rows:
         counts[cam]["wh frames"], counts[cam]["wh boxes"] = frames, boxes
     for cam, fact_frames in client.query(
         "SELECT camera_id, sum(f) FROM (SELECT camera_id, window_start, max(frames) AS f "
-        "FROM traffic_density_1m FINAL WHERE window_start >= toStartOfMinute({since:DateTime64(3, 'UTC')}) "
-        "GROUP BY camera_id, window_start) GROUP BY camera_id", parameters=params,
+        "FROM traffic_density_1m FINAL WHERE window_start >= "
+        "toStartOfMinute({since:DateTime64(3, 'UTC')}) GROUP BY camera_id, window_start) "
+        "GROUP BY camera_id",
+        parameters=params,
     ).result_rows:
         counts[cam]["wh fact frames"] = fact_frames
     return counts
 
 
-def read_progress(settings: Settings, metrics_urls: dict[str, str], cameras: list[str],
-                  since: datetime, ingest_done: bool) -> Progress:
+def read_progress(
+    settings: Settings,
+    metrics_urls: dict[str, str],
+    cameras: list[str],
+    since: datetime,
+    ingest_done: bool,
+) -> Progress:
     scraped = {stage: scrape(url) for stage, url in metrics_urls.items()}
     try:
         stored = warehouse_counts(settings, since)
@@ -73,8 +81,10 @@ def read_progress(settings: Settings, metrics_urls: dict[str, str], cameras: lis
         stored = {}
     progress = Progress(ingest_done=ingest_done)
     for cam in cameras:
-        row = {col: scraped.get(stage, {}).get((name, cam), 0.0)
-               for (stage, name), col in COLUMNS.items()}
+        row = {
+            col: scraped.get(stage, {}).get((name, cam), 0.0)
+            for (stage, name), col in COLUMNS.items()
+        }
         row.update({col: float(stored.get(cam, {}).get(col, 0)) for col in WAREHOUSE_COLUMNS})
         progress.counts[cam] = row
     progress.settled = ingest_done and all(
@@ -100,7 +110,8 @@ def render_table(settings: Settings, since: datetime) -> Table:
         "SELECT camera_id, vehicle_class, count() AS minutes, sum(frames) AS frames, "
         "sum(detections) AS boxes, round(sum(detections) / sum(frames), 3) AS mean_in_view, "
         "max(max_in_view) AS peak, round(sum(pcu), 1) AS pcu "
-        "FROM traffic_density_1m FINAL WHERE window_start >= toStartOfMinute({since:DateTime64(3, 'UTC')}) "
+        "FROM traffic_density_1m FINAL WHERE window_start >= "
+        "toStartOfMinute({since:DateTime64(3, 'UTC')}) "
         "GROUP BY camera_id, vehicle_class ORDER BY camera_id, vehicle_class",
         parameters={"since": since.replace(tzinfo=None)},
     )

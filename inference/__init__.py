@@ -1,0 +1,1 @@
+"""The inference stage: object detectors over camera frames (see :mod:`inference.detector`)."""

@@ -1,0 +1,89 @@
+"""The contracts: generated schema files current, golden examples valid, clear refusals."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+import orjson
+import pytest
+
+from schemas import CONTRACTS, TOPICS, ContractError, Event, FrameDetections, FrameRef
+from schemas.generate import render, schema_path, stale_files
+
+EXAMPLES = Path(__file__).parents[2] / "schemas" / "examples"
+
+
+def golden(contract: type[Event]) -> dict:
+    return json.loads(
+        (EXAMPLES / f"{contract.SCHEMA_NAME}-{contract.SCHEMA_VERSION}.json").read_text()
+    )
+
+
+def test_json_schema_files_are_current() -> None:
+    assert stale_files() == [], "run `python -m schemas.generate` and commit the result"
+
+
+@pytest.mark.parametrize("contract", CONTRACTS, ids=lambda c: c.SCHEMA_NAME)
+def test_golden_example_satisfies_model_and_json_schema(contract: type[Event]) -> None:
+    example = golden(contract)
+    event = contract.from_bytes(orjson.dumps(example))
+    assert event.model_dump(mode="json") == example  # round trip is lossless
+    jsonschema.validate(example, json.loads(schema_path(contract).read_text()))
+
+
+@pytest.mark.parametrize("contract", CONTRACTS, ids=lambda c: c.SCHEMA_NAME)
+def test_json_schema_rejects_unknown_fields(contract: type[Event]) -> None:
+    example = {**golden(contract), "surprise": 1}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(example, json.loads(render(contract)))
+    with pytest.raises(ContractError, match="surprise"):
+        contract.from_bytes(orjson.dumps(example))
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (None, "tombstone"),
+        (b"\xff\xfe not json", "not valid JSON"),
+        (b"[1, 2]", "expected a JSON object"),
+        (b"{}", "camera_id: Field required"),
+    ],
+)
+def test_unreadable_payloads_give_a_reason(payload: bytes | None, reason: str) -> None:
+    with pytest.raises(ContractError, match=reason):
+        FrameRef.from_bytes(payload)
+
+
+def test_naive_timestamps_are_refused() -> None:
+    example = {**golden(FrameRef), "captured_at": "2026-11-22T07:30:15"}
+    with pytest.raises(ContractError, match="captured_at"):
+        FrameRef.from_bytes(orjson.dumps(example))
+
+
+def test_box_outside_the_frame_is_refused() -> None:
+    example = golden(FrameDetections)
+    example["detections"][0]["bbox"]["x2"] = example["width"] + 50
+    with pytest.raises(ContractError, match="outside"):
+        FrameDetections.from_bytes(orjson.dumps(example))
+
+
+def test_inverted_box_is_refused() -> None:
+    example = golden(FrameDetections)
+    example["detections"][0]["bbox"].update(x1=200, x2=100)
+    with pytest.raises(ContractError, match="out of order"):
+        FrameDetections.from_bytes(orjson.dumps(example))
+
+
+def test_later_revision_of_same_model_is_read_other_model_is_not() -> None:
+    example = golden(FrameRef)
+    assert FrameRef.from_bytes(orjson.dumps({**example, "schema_version": "1-2-0"}))
+    with pytest.raises(ContractError, match="schema_version"):
+        FrameRef.from_bytes(orjson.dumps({**example, "schema_version": "2-0-0"}))
+
+
+def test_every_topic_has_a_contract_and_unique_name() -> None:
+    assert len({t.name for t in TOPICS}) == len(TOPICS)
+    assert {t.schema for t in TOPICS} == set(CONTRACTS)
+    assert all(t.retention_ms > 0 for t in TOPICS)

@@ -1,0 +1,165 @@
+"""Sink logic without a broker or server: row mapping, batching, commit-after-insert, retry."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+from clickhouse_connect.driver.exceptions import OperationalError
+
+from schemas import DETECTIONS_TOPIC, TRAFFIC_DENSITY_TOPIC, FrameDetections, TrafficDensity
+from warehouse import sink as sink_module
+from warehouse.sink import COLUMNS, Batch, Sink, density_rows, detection_rows
+
+EXAMPLES = Path(__file__).parents[2] / "schemas" / "examples"
+
+
+def example(name: str) -> bytes:
+    return (EXAMPLES / name).read_bytes()
+
+
+class FakeMessage:
+    def __init__(self, topic: str, value: bytes, offset: int, partition: int = 0) -> None:
+        self._topic, self._value, self._offset, self._partition = topic, value, offset, partition
+
+    def topic(self) -> str:
+        return self._topic
+
+    def value(self) -> bytes:
+        return self._value
+
+    def key(self) -> bytes:
+        return b"cam"
+
+    def offset(self) -> int:
+        return self._offset
+
+    def partition(self) -> int:
+        return self._partition
+
+    def error(self) -> None:
+        return None
+
+
+class FakeConsumer:
+    def __init__(self) -> None:
+        self.commits: list[list[tuple[str, int, int]]] = []
+
+    def commit(self, offsets: list[Any], asynchronous: bool) -> None:
+        assert asynchronous is False
+        self.commits.append([(tp.topic, tp.partition, tp.offset) for tp in offsets])
+
+
+class FlakyClient:
+    """Fails the first `failures` inserts, then records rows."""
+
+    def __init__(self, failures: int, log: list[str]) -> None:
+        self.failures = failures
+        self.rows: dict[str, list[list[Any]]] = {}
+        self.log = log
+
+    def insert(self, table: str, rows: list[list[Any]], column_names: list[str]) -> None:
+        if self.failures:
+            self.failures -= 1
+            self.log.append("insert failed")
+            raise OperationalError("connection refused")
+        assert column_names == COLUMNS[table]
+        assert all(len(r) == len(column_names) for r in rows)
+        self.rows.setdefault(table, []).extend(rows)
+        self.log.append(f"insert {table}")
+
+
+class FakeProducer:
+    def __init__(self, log: list[str]) -> None:
+        self.log = log
+
+    def flush(self) -> None:
+        self.log.append("flush")
+
+
+def make_sink(client: FlakyClient, log: list[str]) -> tuple[Sink, FakeConsumer]:
+    sink = Sink.__new__(Sink)
+    sink._client_factory = lambda: client  # type: ignore[assignment,return-value]
+    sink._client = None
+    sink.retry_max_s = 0.01
+    sink.producer = FakeProducer(log)  # type: ignore[assignment]
+    consumer = FakeConsumer()
+    sink.consumer = consumer  # type: ignore[assignment]
+    sink._routes = {r.topic.name: r for r in sink_module.ROUTES}
+    sink.dead_letters = None  # type: ignore[assignment]
+    return sink, consumer
+
+
+def test_detection_rows_match_table_columns() -> None:
+    event = FrameDetections.from_bytes(example("frame_detections-1-0-0.json"))
+    rows = detection_rows(event)
+    assert len(rows["frames"]) == 1 and len(rows["detections"]) == len(event.detections)
+    frame = dict(zip(COLUMNS["frames"], rows["frames"][0], strict=True))
+    assert frame["detections"] == 2 and frame["camera_id"] == "hue-le-loi-01"
+    box = dict(zip(COLUMNS["detections"], rows["detections"][1], strict=True))
+    assert (box["det_index"], box["class_name"], box["x2"]) == (1, "person", 170)
+
+
+def test_density_rows_match_table_columns() -> None:
+    fact = TrafficDensity.from_bytes(example("traffic_density-1-0-0.json"))
+    row = dict(zip(COLUMNS["traffic_density_1m"], density_rows(fact)["traffic_density_1m"][0],
+                   strict=True))
+    assert row["pcu"] == pytest.approx(102.6) and row["frames"] == 120
+
+
+def test_offsets_commit_only_after_insert_succeeds_and_retry_loses_nothing() -> None:
+    log: list[str] = []
+    client = FlakyClient(failures=2, log=log)
+    sink, consumer = make_sink(client, log)
+    batch = Batch()
+    detections = example("frame_detections-1-0-0.json")
+    for offset in (7, 8):
+        sink._accept(batch, FakeMessage(DETECTIONS_TOPIC.name, detections, offset))  # type: ignore[arg-type]
+    fact = example("traffic_density-1-0-0.json")
+    sink._accept(batch, FakeMessage(TRAFFIC_DENSITY_TOPIC.name, fact, 3, partition=1))  # type: ignore[arg-type]
+    sink.write(batch, threading.Event())
+    assert log[:2] == ["insert failed", "insert failed"]
+    assert log[-1] == "flush" and consumer.commits == [
+        [(DETECTIONS_TOPIC.name, 0, 9), (TRAFFIC_DENSITY_TOPIC.name, 1, 4)]
+    ]
+    assert len(client.rows["frames"]) == 2 and len(client.rows["traffic_density_1m"]) == 1
+
+
+def test_stopping_during_an_outage_commits_nothing() -> None:
+    log: list[str] = []
+    sink, consumer = make_sink(FlakyClient(failures=10**6, log=log), log)
+    batch = Batch()
+    sink._accept(batch, FakeMessage(TRAFFIC_DENSITY_TOPIC.name,  # type: ignore[arg-type]
+                                    example("traffic_density-1-0-0.json"), 0))
+    stop = threading.Event()
+    stop.set()
+    with pytest.raises(RuntimeError, match="re-delivered"):
+        sink.write(batch, stop)
+    assert consumer.commits == []
+
+
+def test_invalid_message_is_dead_lettered_and_still_committed() -> None:
+    log: list[str] = []
+    sink, consumer = make_sink(FlakyClient(0, log), log)
+    refused: list[str] = []
+
+    class Letters:
+        def send(self, message: Any, reason: str) -> None:
+            refused.append(reason)
+
+    sink.dead_letters = Letters()  # type: ignore[assignment]
+    batch = Batch()
+    bad = json.dumps({"camera_id": "cam"}).encode()
+    sink._accept(batch, FakeMessage(DETECTIONS_TOPIC.name, bad, 5))  # type: ignore[arg-type]
+    sink.write(batch, threading.Event())
+    assert refused and "frame_id: Field required" in refused[0]
+    assert consumer.commits == [[(DETECTIONS_TOPIC.name, 0, 6)]]
+    assert client_rows_empty(sink)
+
+
+def client_rows_empty(sink: Sink) -> bool:
+    client = sink._client
+    return client is None or not any(getattr(client, "rows", {}).values())
