@@ -32,6 +32,16 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"citycam {args.command}: error: {exc}", file=sys.stderr)
         return 1
+    finally:
+        write_final_metrics(getattr(args, "metrics_file", None))
+
+
+def write_final_metrics(path: Path | None) -> None:
+    """A stage that ends (ingest of files) leaves its counters behind, Prometheus textfile style."""
+    if path is not None:
+        from prometheus_client import REGISTRY, write_to_textfile
+
+        write_to_textfile(str(path), REGISTRY)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,6 +60,11 @@ def build_parser() -> argparse.ArgumentParser:
         cmd = sub.add_parser(name, help=helptext, description=helptext)
         cmd.set_defaults(handler=handler)
         if stage:
+            cmd.add_argument(
+                "--metrics-file",
+                type=Path,
+                help="write final Prometheus metrics to this text file on exit",
+            )
             cmd.add_argument(
                 "--metrics-port",
                 type=int,
@@ -113,7 +128,9 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     settings = get_settings()
     stop = stop_on_signals()
-    with running_services(settings.data_dir, SERVICES_ENV_FILE) as services:
+    with running_services(
+        settings.data_dir, settings.warehouse.database, SERVICES_ENV_FILE
+    ) as services:
         for key, value in services.env.items():
             if "PASSWORD" not in key:
                 print(f"{key}={value}")

@@ -13,7 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import AwareDatetime, BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -72,6 +72,11 @@ class IngestSettings(BaseModel):
     read_timeout_s: float = Field(default=10.0, gt=0)
     retry_initial_s: float = Field(default=1.0, gt=0)
     retry_max_s: float = Field(default=60.0, gt=0)
+    replay_start: AwareDatetime | None = Field(
+        default=None,
+        description="Capture time given to a replayed file's first frame (default: when the "
+        "file is opened). Files replayed faster than real time run ahead of the clock.",
+    )
 
 
 class InferenceSettings(BaseModel):

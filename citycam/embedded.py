@@ -69,7 +69,9 @@ class ManagedProcess:
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
                 env={**os.environ, **self.env},
+                # Own session: chDB's SYSTEM SHUTDOWN signals its whole process group.
                 start_new_session=True,
+                preexec_fn=_die_with_parent,
             )
         log.info("started %s (pid %d), log %s", self.name, self.proc.pid, self.log_path)
 
@@ -82,6 +84,15 @@ class ManagedProcess:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
+
+
+def _die_with_parent() -> None:
+    """Linux: SIGTERM this child when its parent dies, so no service outlives its owner."""
+    with contextlib.suppress(OSError, AttributeError):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def tansu_binary() -> str:
@@ -116,25 +127,23 @@ def start_broker(run_dir: Path, port: int | None = None) -> tuple[ManagedProcess
 
 
 def start_warehouse(
-    data_dir: Path, run_dir: Path, users_file: Path, port: int | None = None
+    data_dir: Path, run_dir: Path, users_file: Path, database: str, port: int | None = None
 ) -> tuple[ManagedProcess, str]:
     port = port or free_port()
+    args = [
+        "--data",
+        str(data_dir / "warehouse"),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--users-file",
+        str(users_file),
+        "--database",
+        database,
+    ]
     server = ManagedProcess(
-        "warehouse",
-        [
-            sys.executable,
-            "-m",
-            "warehouse.server",
-            "--data",
-            str(data_dir / "warehouse"),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--users-file",
-            str(users_file),
-        ],
-        run_dir / "warehouse.log",
+        "warehouse", [sys.executable, "-m", "warehouse.server", *args], run_dir / "warehouse.log"
     )
     server.start()
     url = f"http://127.0.0.1:{port}"
@@ -172,7 +181,7 @@ def write_users_file(path: Path, passwords: dict[str, str]) -> None:
     path.write_text(json.dumps(users))
 
 
-def start_services(data_dir: Path) -> EmbeddedServices:
+def start_services(data_dir: Path, database: str = "citycam") -> EmbeddedServices:
     """Start broker and warehouse on free loopback ports; passwords come from env or are new."""
     run_dir = data_dir / "run"
     passwords = {
@@ -186,7 +195,7 @@ def start_services(data_dir: Path) -> EmbeddedServices:
     try:
         broker, bootstrap = start_broker(run_dir)
         processes.append(broker)
-        warehouse, url = start_warehouse(data_dir, run_dir, users_file)
+        warehouse, url = start_warehouse(data_dir, run_dir, users_file, database)
         processes.append(warehouse)
     except Exception:
         for proc in processes:
@@ -211,8 +220,10 @@ def write_env_file(path: Path, env: dict[str, str]) -> None:
 
 
 @contextlib.contextmanager
-def running_services(data_dir: Path, env_file: Path | None = None) -> Iterator[EmbeddedServices]:
-    services = start_services(data_dir)
+def running_services(
+    data_dir: Path, database: str, env_file: Path | None = None
+) -> Iterator[EmbeddedServices]:
+    services = start_services(data_dir, database)
     try:
         if env_file is not None:
             write_env_file(env_file, services.env)

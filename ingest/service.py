@@ -45,6 +45,7 @@ class CameraWorker:
     failed: bool = False
     last_error: str | None = None
     _sequence: int = field(default=0, init=False)
+    _last_captured: datetime | None = field(default=None, init=False)
 
     def run(self) -> None:
         attempt = 0
@@ -77,7 +78,7 @@ class CameraWorker:
     def _run_session(self) -> int:
         """Read the source once from its start; return how many frames were published."""
         session_id = uuid.uuid4().hex[:12]
-        session_start = datetime.now(UTC)
+        session_start = self._session_start()
         sampler = FrameSampler(self.camera.sample_fps)
         published = 0
         for decoded in decode_frames(
@@ -94,6 +95,20 @@ class CameraWorker:
             published += 1
         self.producer.flush()
         return published
+
+    def _session_start(self) -> datetime:
+        """Capture time of the session's first frame.
+
+        Live sources follow the clock. A replayed file starts at `replay_start` the first time
+        and never overlaps its own previous pass: two frames of one camera must not share a
+        capture time, or their facts would collide in the warehouse.
+        """
+        now = datetime.now(UTC)
+        if self.camera.is_stream:
+            return now
+        if self._last_captured is None:
+            return self.settings.replay_start or now
+        return max(now, self._last_captured + timedelta(seconds=1 / self.camera.sample_fps))
 
     def _publish(self, decoded: DecodedFrame, captured_at: datetime, session_id: str) -> None:
         image = decoded.to_bgr()
@@ -117,6 +132,7 @@ class CameraWorker:
         )
         self.producer.publish(FRAMES_TOPIC, self.camera.id, ref, timestamp_ms=captured_ms)
         self._sequence += 1
+        self._last_captured = captured_at
         FRAMES_PUBLISHED.labels(self.camera.id).inc()
 
 

@@ -20,7 +20,14 @@ from rich.live import Live
 
 from citycam.cameras import load_cameras
 from citycam.config import SERVICES_ENV_FILE, Settings
-from citycam.demo.progress import Progress, read_progress, render_progress, render_table
+from citycam.demo.progress import (
+    MetricsWatcher,
+    Progress,
+    PublishedFrames,
+    read_progress,
+    render_progress,
+    render_table,
+)
 from citycam.embedded import ManagedProcess, free_port, running_services
 
 STAGES = ("sink", "streams", "infer", "ingest")  # consumers first, so nothing waits on them
@@ -31,26 +38,29 @@ class StageProcess:
     name: str
     process: ManagedProcess
     metrics_url: str
+    metrics_file: Path
 
 
 def start_stages(settings: Settings, env: dict[str, str]) -> dict[str, StageProcess]:
     stages = {}
+    run_dir = settings.data_dir / "run"
     for name in STAGES:
         port = free_port()
+        metrics_file = (run_dir / f"{name}.prom").resolve()
+        metrics_file.unlink(missing_ok=True)
+        args = ["--metrics-port", str(port), "--metrics-file", str(metrics_file)]
         proc = ManagedProcess(
-            name,
-            [sys.executable, "-m", "citycam.cli", name, "--metrics-port", str(port)],
-            settings.data_dir / "run" / f"{name}.log",
-            env=env,
+            name, [sys.executable, "-m", "citycam.cli", name, *args], run_dir / f"{name}.log", env
         )
         proc.start()
-        stages[name] = StageProcess(name, proc, f"http://127.0.0.1:{port}/metrics")
+        stages[name] = StageProcess(name, proc, f"http://127.0.0.1:{port}/metrics", metrics_file)
     return stages
 
 
 def run_demo(timeout_s: float = 900) -> int:
     console = Console()
-    since = datetime.now(UTC)
+    if not console.is_terminal:
+        console = Console(width=160)  # logs: room for every column
     settings = Settings()
     registry = load_cameras(settings.cameras_file)
     missing = [
@@ -59,11 +69,14 @@ def run_demo(timeout_s: float = 900) -> int:
     if missing:
         console.print(f"[red]footage missing: {missing}; run `make footage` first")
         return 2
-    with running_services(settings.data_dir, SERVICES_ENV_FILE) as services:
+    with running_services(
+        settings.data_dir, settings.warehouse.database, SERVICES_ENV_FILE
+    ) as services:
         os.environ.update(services.env)
         settings = Settings()
-        prepare(settings, console)
-        stages = start_stages(settings, services.env)
+        since = prepare(settings, console)
+        env = {**services.env, "CITYCAM_INGEST__REPLAY_START": since.isoformat()}
+        stages = start_stages(settings, env)
         try:
             progress = watch(
                 settings, stages, [c.id for c in registry.enabled], since, timeout_s, console
@@ -77,12 +90,14 @@ def run_demo(timeout_s: float = 900) -> int:
                 f"see logs in {settings.data_dir / 'run'}"
             )
             return 1
+        console.print()
         console.print(render_table(settings, since))
         console.print(how_to_query(settings))
     return 0
 
 
-def prepare(settings: Settings, console: Console) -> None:
+def prepare(settings: Settings, console: Console) -> datetime:
+    """Topics and migrations; return where this run's replayed capture times start."""
     from citycam.clickhouse import connect
     from citycam.kafka import ensure_topics
     from schemas import TOPICS
@@ -98,6 +113,22 @@ def prepare(settings: Settings, console: Console) -> None:
         f"broker {settings.kafka.bootstrap_servers}, warehouse {settings.warehouse.url}, "
         f"migrations applied now: {len(applied)}"
     )
+    return replay_start(settings)
+
+
+def replay_start(settings: Settings) -> datetime:
+    """The next whole minute after both now and the data of earlier demo runs.
+
+    Files replay faster than real time, so an earlier run's capture times can lie ahead of
+    the clock; starting past them on a minute boundary keeps runs in separate windows.
+    """
+    from citycam.clickhouse import connect
+
+    latest = connect(settings.warehouse).command(
+        "SELECT toUnixTimestamp64Milli(max(captured_at)) FROM frames"
+    )
+    after = max(time.time(), int(latest) / 1000 + 1)
+    return datetime.fromtimestamp((int(after) // 60 + 1) * 60, UTC)
 
 
 def watch(
@@ -109,9 +140,13 @@ def watch(
     console: Console,
 ) -> Progress:
     deadline = time.monotonic() + timeout_s
-    urls = {name: stage.metrics_url for name, stage in stages.items()}
+    next_print = time.monotonic() + 15
+    watcher = MetricsWatcher(
+        {name: [stage.metrics_url, stage.metrics_file.as_uri()] for name, stage in stages.items()}
+    )
+    published = PublishedFrames(settings.kafka)
     ingest = stages["ingest"].process
-    progress = read_progress(settings, urls, cameras, since, ingest_done=False)
+    progress = read_progress(settings, watcher, published, cameras, since, ingest_done=False)
     with Live(render_progress(progress), console=console, refresh_per_second=2) as live:
         while time.monotonic() < deadline:
             time.sleep(1)
@@ -123,10 +158,14 @@ def watch(
             if crashed:
                 raise RuntimeError(f"stage(s) {crashed} exited; see {settings.data_dir / 'run'}")
             ingest_done = ingest.proc is not None and ingest.proc.poll() is not None
-            progress = read_progress(settings, urls, cameras, since, ingest_done)
+            progress = read_progress(settings, watcher, published, cameras, since, ingest_done)
             live.update(render_progress(progress))
+            if not console.is_terminal and time.monotonic() >= next_print:
+                console.print(render_progress(progress))  # a log gets snapshots instead
+                next_print = time.monotonic() + 15
             if progress.settled:
                 break
+    published.close()
     return progress
 
 

@@ -3,25 +3,29 @@
 from __future__ import annotations
 
 import urllib.request
+import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from confluent_kafka import Consumer
 from prometheus_client.parser import text_string_to_metric_families
 from rich.table import Table
 
 from citycam.clickhouse import connect
-from citycam.config import Settings
+from citycam.config import KafkaSettings, Settings
+from citycam.kafka import consumer_config
+from schemas import FRAMES_TOPIC
 
 # (stage, metric sample name) -> column shown
 COLUMNS = {
     ("ingest", "citycam_ingest_frames_decoded_total"): "decoded",
-    ("ingest", "citycam_ingest_frames_published_total"): "sampled",
     ("infer", "citycam_inference_frames_total"): "inferred",
     ("infer", "citycam_inference_detections_total"): "boxes",
     ("streams", "citycam_streams_frames_total"): "counted",
 }
 WAREHOUSE_COLUMNS = ("wh frames", "wh boxes", "wh fact frames")
+PUBLISHED = "sampled"  # FrameRefs on the frames topic, counted by reading it
 
 
 @dataclass
@@ -32,11 +36,14 @@ class Progress:
 
 
 def scrape(url: str) -> dict[tuple[str, str], float]:
-    """Per (sample name, camera label) values of one stage's metrics; empty if not up yet."""
+    """Per (sample name, camera label) values of one stage's metrics; empty if not up yet.
+
+    A file:// URL reads the text file a stage writes when it exits.
+    """
     try:
         with urllib.request.urlopen(url, timeout=1) as resp:
             text = resp.read().decode()
-    except OSError:
+    except (OSError, ValueError):
         return {}
     values: dict[tuple[str, str], float] = {}
     for family in text_string_to_metric_families(text):
@@ -67,14 +74,48 @@ def warehouse_counts(settings: Settings, since: datetime) -> dict[str, dict[str,
     return counts
 
 
+class PublishedFrames:
+    """Counts FrameRefs per camera by reading the frames topic (ingest may already be gone)."""
+
+    def __init__(self, kafka: KafkaSettings) -> None:
+        group = f"citycam-demo-progress-{uuid.uuid4().hex[:8]}"
+        self.consumer = Consumer(consumer_config(kafka, group))
+        self.consumer.subscribe([FRAMES_TOPIC.name])
+        self.counts: dict[str, int] = defaultdict(int)
+
+    def poll(self) -> dict[str, int]:
+        for message in self.consumer.consume(1000, timeout=0.2):
+            if message.error() is None and message.key():
+                self.counts[message.key().decode()] += 1
+        return self.counts
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+class MetricsWatcher:
+    """Scrapes each stage; keeps the last values of a stage that has exited (ingest ends)."""
+
+    def __init__(self, metrics_urls: dict[str, list[str]]) -> None:
+        self.urls = metrics_urls
+        self.last: dict[str, dict[tuple[str, str], float]] = {name: {} for name in metrics_urls}
+
+    def scrape_all(self) -> dict[str, dict[tuple[str, str], float]]:
+        for stage, urls in self.urls.items():
+            self.last[stage] = next(filter(None, map(scrape, urls)), self.last[stage])
+        return self.last
+
+
 def read_progress(
     settings: Settings,
-    metrics_urls: dict[str, str],
+    watcher: MetricsWatcher,
+    published: PublishedFrames,
     cameras: list[str],
     since: datetime,
     ingest_done: bool,
 ) -> Progress:
-    scraped = {stage: scrape(url) for stage, url in metrics_urls.items()}
+    scraped = watcher.scrape_all()
+    sampled = published.poll()
     try:
         stored = warehouse_counts(settings, since)
     except Exception:  # the warehouse may be busy or starting; progress is best effort
@@ -85,6 +126,7 @@ def read_progress(
             col: scraped.get(stage, {}).get((name, cam), 0.0)
             for (stage, name), col in COLUMNS.items()
         }
+        row[PUBLISHED] = float(sampled.get(cam, 0))
         row.update({col: float(stored.get(cam, {}).get(col, 0)) for col in WAREHOUSE_COLUMNS})
         progress.counts[cam] = row
     progress.settled = ingest_done and all(
@@ -95,7 +137,7 @@ def read_progress(
 
 
 def render_progress(progress: Progress) -> Table:
-    columns = [*COLUMNS.values(), *WAREHOUSE_COLUMNS]
+    columns = ["decoded", PUBLISHED, *list(COLUMNS.values())[1:], *WAREHOUSE_COLUMNS]
     state = "ingest finished, draining" if progress.ingest_done else "ingesting"
     table = Table("camera", *columns, title=f"citycam demo: {state}")
     for cam, row in progress.counts.items():
@@ -107,8 +149,8 @@ def render_table(settings: Settings, since: datetime) -> Table:
     """The result, read back from ClickHouse: per camera and vehicle class over the run."""
     client = connect(settings.warehouse)
     result = client.query(
-        "SELECT camera_id, vehicle_class, count() AS minutes, sum(frames) AS frames, "
-        "sum(detections) AS boxes, round(sum(detections) / sum(frames), 3) AS mean_in_view, "
+        "SELECT camera_id, vehicle_class, count() AS minutes, sum(frames) AS frames_seen, "
+        "sum(detections) AS boxes, round(boxes / frames_seen, 3) AS mean_in_view, "
         "max(max_in_view) AS peak, round(sum(pcu), 1) AS pcu "
         "FROM traffic_density_1m FINAL WHERE window_start >= "
         "toStartOfMinute({since:DateTime64(3, 'UTC')}) "
