@@ -34,12 +34,14 @@ demo: setup footage
 
 test: setup footage
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy citycam schemas ingest inference streams warehouse
 	$(BIN)/python -m schemas.generate --check
 	$(BIN)/python -m pytest -q
 
 lint: setup
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy citycam schemas ingest inference streams warehouse
 
 clean-data:

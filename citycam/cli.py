@@ -131,6 +131,10 @@ def cmd_up(args: argparse.Namespace) -> int:
     with running_services(
         settings.data_dir, settings.warehouse.database, SERVICES_ENV_FILE
     ) as services:
+        os.environ.update(services.env)
+        get_settings.cache_clear()
+        cmd_topics(args)
+        cmd_migrate(args)
         for key, value in services.env.items():
             if "PASSWORD" not in key:
                 print(f"{key}={value}")

@@ -62,8 +62,10 @@ def migrate(
     client.command(f"CREATE DATABASE IF NOT EXISTS {database}")
     client.command(
         f"CREATE TABLE IF NOT EXISTS {database}.schema_migrations ("
-        " version UInt32, name String, checksum String,"
-        " applied_at DateTime64(3, 'UTC') DEFAULT now64(3)"
+        " version UInt32 COMMENT 'Migration number (file prefix).',"
+        " name String COMMENT 'Migration name (file name without number).',"
+        " checksum String COMMENT 'SHA-256 of the migration file as applied.',"
+        " applied_at DateTime64(3, 'UTC') DEFAULT now64(3) COMMENT 'When it was applied.'"
         ") ENGINE = MergeTree ORDER BY version"
         " COMMENT 'Warehouse migrations applied, one row each (forward-only).'"
     )

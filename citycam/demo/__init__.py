@@ -124,10 +124,12 @@ def replay_start(settings: Settings) -> datetime:
     """
     from citycam.clickhouse import connect
 
-    latest = connect(settings.warehouse).command(
-        "SELECT toUnixTimestamp64Milli(max(captured_at)) FROM frames"
+    rows = (
+        connect(settings.warehouse)
+        .query("SELECT toUnixTimestamp64Milli(max(captured_at)) FROM frames")
+        .result_rows
     )
-    after = max(time.time(), int(latest) / 1000 + 1)
+    after = max(time.time(), rows[0][0] / 1000 + 1)
     return datetime.fromtimestamp((int(after) // 60 + 1) * 60, UTC)
 
 

@@ -85,8 +85,9 @@ class PublishedFrames:
 
     def poll(self) -> dict[str, int]:
         for message in self.consumer.consume(1000, timeout=0.2):
-            if message.error() is None and message.key():
-                self.counts[message.key().decode()] += 1
+            key = message.key()
+            if message.error() is None and key:
+                self.counts[key.decode()] += 1
         return self.counts
 
     def close(self) -> None:

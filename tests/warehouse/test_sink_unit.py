@@ -105,8 +105,9 @@ def test_detection_rows_match_table_columns() -> None:
 
 def test_density_rows_match_table_columns() -> None:
     fact = TrafficDensity.from_bytes(example("traffic_density-1-0-0.json"))
-    row = dict(zip(COLUMNS["traffic_density_1m"], density_rows(fact)["traffic_density_1m"][0],
-                   strict=True))
+    row = dict(
+        zip(COLUMNS["traffic_density_1m"], density_rows(fact)["traffic_density_1m"][0], strict=True)
+    )
     assert row["pcu"] == pytest.approx(102.6) and row["frames"] == 120
 
 
@@ -132,8 +133,14 @@ def test_stopping_during_an_outage_commits_nothing() -> None:
     log: list[str] = []
     sink, consumer = make_sink(FlakyClient(failures=10**6, log=log), log)
     batch = Batch()
-    sink._accept(batch, FakeMessage(TRAFFIC_DENSITY_TOPIC.name,  # type: ignore[arg-type]
-                                    example("traffic_density-1-0-0.json"), 0))
+    sink._accept(
+        batch,
+        FakeMessage(
+            TRAFFIC_DENSITY_TOPIC.name,  # type: ignore[arg-type]
+            example("traffic_density-1-0-0.json"),
+            0,
+        ),
+    )
     stop = threading.Event()
     stop.set()
     with pytest.raises(RuntimeError, match="re-delivered"):
