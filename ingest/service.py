@@ -43,6 +43,7 @@ class CameraWorker:
     store: FrameStore
     stop_event: threading.Event
     failed: bool = False
+    sessions: int = 0  # times the source was opened
     last_error: str | None = None
     _sequence: int = field(default=0, init=False)
     _last_captured: datetime | None = field(default=None, init=False)
@@ -50,22 +51,27 @@ class CameraWorker:
     def run(self) -> None:
         attempt = 0
         while not self.stop_event.is_set():
+            published_before = self._sequence
             try:
-                delivered = self._run_session()
-                if delivered:
+                self._run_session()
+                if self.camera.source_path is not None:
+                    if not self.camera.loop:
+                        return  # a file played to its end
                     attempt = 0
-                if self.camera.source_path is not None and not self.camera.loop:
-                    return  # a file played to its end
+                    continue  # replay it
+                if not self.stop_event.is_set():
+                    self._report(SourceError(f"{self.camera.id}: stream ended"))
             except SourceError as exc:
                 self._report(exc)
-                attempt += 1
-                if self.camera.source_path is not None and attempt >= MAX_FILE_ATTEMPTS:
-                    self.failed = True
-                    log.error("%s: giving up after %d attempts", self.camera.id, attempt)
-                    return
-                self.stop_event.wait(self._backoff(attempt))
             finally:
                 CAMERA_UP.labels(self.camera.id).set(0)
+            # a source that delivered before failing is flaky, not dead: back off from the start
+            attempt = 1 if self._sequence > published_before else attempt + 1
+            if self.camera.source_path is not None and attempt >= MAX_FILE_ATTEMPTS:
+                self.failed = True
+                log.error("%s: giving up after %d attempts", self.camera.id, attempt)
+                return
+            self.stop_event.wait(self._backoff(attempt))
 
     def _backoff(self, attempt: int) -> float:
         return min(self.settings.retry_max_s, self.settings.retry_initial_s * 2 ** (attempt - 1))
@@ -73,14 +79,14 @@ class CameraWorker:
     def _report(self, exc: Exception) -> None:
         self.last_error = str(exc)
         SOURCE_FAILURES.labels(self.camera.id).inc()
-        log.warning("%s: %s", self.camera.id, exc)
+        log.warning("%s", exc)
 
-    def _run_session(self) -> int:
-        """Read the source once from its start; return how many frames were published."""
+    def _run_session(self) -> None:
+        """Read the source once from its start, publishing the sampled frames."""
         session_id = uuid.uuid4().hex[:12]
+        self.sessions += 1
         session_start = self._session_start()
         sampler = FrameSampler(self.camera.sample_fps)
-        published = 0
         for decoded in decode_frames(
             self.camera, self.settings.open_timeout_s, self.settings.read_timeout_s
         ):
@@ -92,22 +98,20 @@ class CameraWorker:
                 continue
             captured_at = session_start + timedelta(seconds=decoded.stream_time_s)
             self._publish(decoded, captured_at, session_id)
-            published += 1
         self.producer.flush()
-        return published
 
     def _session_start(self) -> datetime:
         """Capture time of the session's first frame.
 
-        Live sources follow the clock. A replayed file starts at `replay_start` the first time
-        and never overlaps its own previous pass: two frames of one camera must not share a
-        capture time, or their facts would collide in the warehouse.
+        One camera's capture times must strictly increase across reconnects and replays: the
+        stream stage treats a frame that is not newer as a redelivery, and two frames with one
+        capture time would collide in the warehouse. A source that delivered faster than real
+        time (a replayed file, a buffered burst) can have run ahead of the clock.
         """
         now = datetime.now(UTC)
-        if self.camera.is_stream:
-            return now
         if self._last_captured is None:
-            return self.settings.replay_start or now
+            replay = None if self.camera.is_stream else self.settings.replay_start
+            return replay or now
         return max(now, self._last_captured + timedelta(seconds=1 / self.camera.sample_fps))
 
     def _publish(self, decoded: DecodedFrame, captured_at: datetime, session_id: str) -> None:

@@ -12,6 +12,7 @@ from citycam.cameras import Camera
 from citycam.config import IngestSettings
 from ingest.service import CameraWorker
 from ingest.sources import SourceError, decode_frames, open_options
+from tests.ingest.fakes import MemoryStore, RecordingProducer
 
 
 def camera(source: str | Path, **extra: object) -> Camera:
@@ -63,30 +64,6 @@ def test_corruption_mid_file_does_not_stop_decoding(footage_dir: Path, tmp_path:
     except SourceError:
         frames = -1  # also acceptable: a clear error; what matters is no other exception
     assert frames == -1 or frames > 400
-
-
-class RecordingProducer:
-    def __init__(self) -> None:
-        self.events: list[object] = []
-
-    def publish(
-        self, topic: object, key: str, event: object, timestamp_ms: int | None = None
-    ) -> None:
-        self.events.append(event)
-
-    def flush(self, timeout_s: float = 60) -> None:
-        pass
-
-
-class MemoryStore:
-    def put(self, camera_id: str, frame_id: str, jpeg: bytes) -> str:
-        return f"file:///mem/{frame_id}.jpg"
-
-    def get(self, uri: str) -> bytes:
-        raise NotImplementedError
-
-    def prune(self, max_age_s: float, max_bytes: int) -> int:
-        return 0
 
 
 def test_worker_gives_up_on_broken_file_without_raising(tmp_path: Path) -> None:
