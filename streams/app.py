@@ -201,4 +201,4 @@ async def flush_changed_windows() -> None:
                 value=fact.to_bytes(),
                 timestamp=fact.window_start.timestamp(),
             )
-        FACTS.labels(camera_id).inc(len(settings.streams.pcu_factors))
+            FACTS.labels(camera_id).inc()

@@ -23,6 +23,7 @@ COLUMNS = {
     ("infer", "citycam_inference_frames_total"): "inferred",
     ("infer", "citycam_inference_detections_total"): "boxes",
     ("streams", "citycam_streams_frames_total"): "counted",
+    ("streams", "citycam_streams_facts_total"): "facts",
 }
 WAREHOUSE_COLUMNS = ("wh frames", "wh boxes", "wh fact frames")
 PUBLISHED = "sampled"  # FrameRefs on the frames topic, counted by reading it
