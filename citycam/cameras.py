@@ -35,6 +35,8 @@ class Camera(BaseModel):
     enabled: bool = True
     loop: bool = Field(default=False, description="Replay a file forever (simulated live feed).")
     realtime: bool = Field(default=False, description="Pace a file at its native speed.")
+    road_segment: str | None = None
+    road_class: str | None = None
 
     @field_validator("source")
     @classmethod

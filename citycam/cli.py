@@ -79,6 +79,11 @@ def build_parser() -> argparse.ArgumentParser:
     warehouse_sub = warehouse.add_subparsers(dest="warehouse_command", required=True)
     migrate = warehouse_sub.add_parser("migrate", help="apply pending warehouse migrations")
     migrate.set_defaults(handler=cmd_migrate)
+    load_dims = warehouse_sub.add_parser(
+        "load-dimensions", help="load the camera, district and road dimensions from the registry"
+    )
+    load_dims.set_defaults(handler=cmd_load_dimensions)
+    load_dims.add_argument("file", nargs="?", type=Path, help="registry file (default: configured)")
     serve = warehouse_sub.add_parser(
         "serve",
         help="serve the ClickHouse HTTP interface over the embedded chDB data",
@@ -165,6 +170,20 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     print(
         f"applied: {', '.join(f'{m.version:04d}_{m.name}' for m in applied) or 'none (up to date)'}"
     )
+    return cmd_load_dimensions(argparse.Namespace(file=None))
+
+
+def cmd_load_dimensions(args: argparse.Namespace) -> int:
+    from citycam.cameras import load_cameras
+    from citycam.clickhouse import connect
+    from warehouse.dimensions import load_dimensions
+
+    settings = get_settings()
+    registry = load_cameras(args.file or settings.cameras_file)
+    counts = load_dimensions(
+        connect(settings.warehouse, database=None), settings.warehouse.database, registry
+    )
+    print("dimensions: " + ", ".join(f"{table} {rows}" for table, rows in counts.items()))
     return 0
 
 
@@ -255,7 +274,7 @@ def cmd_sink(args: argparse.Namespace) -> int:
     stop = stop_on_signals()
     start_metrics(args.metrics_port, settings)
     producer = EventProducer(settings.kafka, client_id="citycam-sink")
-    Sink(lambda: connect(settings.warehouse), settings.kafka, producer).run(stop)
+    Sink(lambda: connect(settings.warehouse), settings.kafka, producer, settings.sink).run(stop)
     return 0
 
 

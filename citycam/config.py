@@ -88,6 +88,14 @@ class InferenceSettings(BaseModel):
     torch_threads: int = Field(default=1, ge=1, description="CPU threads for torch.")
 
 
+class SinkSettings(BaseModel):
+    group_id: str = Field(default="citycam-sink", description="Kafka consumer group.")
+    batch_rows: int = Field(default=5000, ge=1, description="Close a batch at this many messages.")
+    batch_s: float = Field(default=2.0, gt=0, description="...or when it is this old.")
+    retry_initial_s: float = Field(default=0.5, gt=0)
+    retry_max_s: float = Field(default=30.0, gt=0)
+
+
 class StreamsSettings(BaseModel):
     window_s: int = Field(default=60, ge=1, description="Tumbling window length.")
     window_expires_s: int = Field(default=3600, ge=60, description="How late a window updates.")
@@ -145,6 +153,7 @@ class Settings(BaseSettings):
     ingest: IngestSettings = IngestSettings()
     inference: InferenceSettings = InferenceSettings()
     streams: StreamsSettings = StreamsSettings()
+    sink: SinkSettings = SinkSettings()
 
     @property
     def frame_store_uri(self) -> str:

@@ -2,12 +2,26 @@
 
 A batch closes at `batch_rows` messages or `batch_s` seconds, is inserted table by table,
 and only then are the consumed offsets committed. A failed insert is retried with backoff
-while the batch is held; a crash re-delivers the uncommitted batch and the
-ReplacingMergeTree keys make the repeat collapse.
+while the batch is held (the warehouse may be down for a while); nothing is skipped.
+
+Exactly-once effect from at-least-once delivery, in two layers:
+1. Every table is a ReplacingMergeTree whose sorting key is the row's natural identity
+   (frame id + box index, camera/class/window, topic/partition/offset...). Any re-delivery,
+   whatever batch it lands in, collapses to one row: reads with FINAL are exact at once,
+   and merges remove the copies at rest. This is what correctness rests on, because a batch
+   re-delivered after a crash need not have the same boundaries as the one that was lost.
+2. Each insert carries an `insert_deduplication_token` derived from the batch's offset
+   ranges, and the tables keep a deduplication window: a retried insert of the very same
+   batch (the server wrote it but the acknowledgement was lost) is dropped by the server
+   before it reaches materialized views or needs a merge.
+We chose this over a transactional offset store in ClickHouse: it needs no second write per
+batch, works the same on a real server and the embedded endpoint, and keeps the sink
+stateless.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
@@ -20,7 +34,7 @@ from clickhouse_connect.driver.exceptions import ClickHouseError
 from confluent_kafka import Consumer, KafkaError, Message
 from prometheus_client import Counter
 
-from citycam.config import KafkaSettings
+from citycam.config import KafkaSettings, SinkSettings
 from citycam.kafka import DeadLetterQueue, EventProducer, commit_processed, consumer_config
 from schemas import (
     DEAD_LETTERS_TOPIC,
@@ -40,7 +54,6 @@ ROWS_WRITTEN = Counter("citycam_sink_rows", "Rows inserted", ["table"])
 INSERT_RETRIES = Counter("citycam_sink_insert_retries", "Failed insert attempts")
 SINK_DEAD_LETTERS = Counter("citycam_sink_dead_letters", "Messages refused")
 
-CONSUMER_GROUP = "citycam-sink"
 Rows = dict[str, list[list[Any]]]
 
 
@@ -112,7 +125,7 @@ def dead_letter_rows(letter: DeadLetter) -> Rows:
                 letter.value_b64,
                 letter.failed_at,
             ]
-        ]
+        ],
     }
 
 
@@ -190,6 +203,15 @@ class Batch:
     messages: list[Message] = field(default_factory=list)
     opened_at: float = field(default_factory=time.monotonic)
 
+    def token(self, table: str) -> str:
+        """Deterministic per batch content: the offset range of every partition in it."""
+        ranges: dict[tuple[str, int], list[int]] = {}
+        for m in self.messages:
+            span = ranges.setdefault((m.topic() or "", m.partition() or 0), [m.offset() or 0] * 2)
+            span[0], span[1] = min(span[0], m.offset() or 0), max(span[1], m.offset() or 0)
+        described = ";".join(f"{t}/{p}:{a}-{b}" for (t, p), (a, b) in sorted(ranges.items()))
+        return hashlib.sha256(f"{table}|{described}".encode()).hexdigest()
+
     def add(self, message: Message, rows: Rows) -> None:
         self.messages.append(message)
         for table, table_rows in rows.items():
@@ -202,18 +224,18 @@ class Sink:
         client_factory: Callable[[], Client],
         kafka: KafkaSettings,
         producer: EventProducer,
-        batch_rows: int = 5000,
-        batch_s: float = 2.0,
-        retry_max_s: float = 30.0,
+        settings: SinkSettings,
     ) -> None:
+        self._inserting = ""
         self._client_factory = client_factory
         self._client: Client | None = None
-        self.batch_rows = batch_rows
-        self.batch_s = batch_s
-        self.retry_max_s = retry_max_s
+        self.batch_rows = settings.batch_rows
+        self.batch_s = settings.batch_s
+        self.retry_initial_s = settings.retry_initial_s
+        self.retry_max_s = settings.retry_max_s
         self.producer = producer
         self.dead_letters = DeadLetterQueue(producer, stage="sink")
-        self.consumer = Consumer(consumer_config(kafka, CONSUMER_GROUP))
+        self.consumer = Consumer(consumer_config(kafka, settings.group_id))
         self._routes = {route.topic.name: route for route in ROUTES}
 
     def run(self, stop_event: threading.Event) -> None:
@@ -262,15 +284,19 @@ class Sink:
         attempt = 0
         while True:
             try:
-                self._insert_all(batch.rows)
+                self._insert_all(batch)
                 break
             except (ClickHouseError, OSError) as exc:
                 attempt += 1
                 INSERT_RETRIES.inc()
                 self._client = None  # reconnect: the endpoint may have restarted
-                delay = min(self.retry_max_s, 0.5 * 2 ** (attempt - 1))
+                delay = min(self.retry_max_s, self.retry_initial_s * 2 ** (attempt - 1))
                 log.warning(
-                    "insert failed (attempt %d), retrying in %.1fs: %s", attempt, delay, exc
+                    "insert into %s failed (attempt %d), retrying in %.1fs: %s",
+                    self._inserting,
+                    attempt,
+                    delay,
+                    exc,
                 )
                 if stop_event.wait(delay):
                     raise RuntimeError(
@@ -280,10 +306,16 @@ class Sink:
         self.producer.flush()  # dead letters acknowledged too before offsets move
         commit_processed(self.consumer, batch.messages)
 
-    def _insert_all(self, rows: Rows) -> None:
+    def _insert_all(self, batch: Batch) -> None:
         client = self._client or self._client_factory()
         self._client = client
-        for table, table_rows in rows.items():
+        for table, table_rows in batch.rows.items():
             if table_rows:
-                client.insert(table, table_rows, column_names=COLUMNS[table])
+                self._inserting = table
+                client.insert(
+                    table,
+                    table_rows,
+                    column_names=COLUMNS[table],
+                    settings={"insert_deduplication_token": batch.token(table)},
+                )
                 ROWS_WRITTEN.labels(table).inc(len(table_rows))

@@ -59,9 +59,13 @@ class FlakyClient:
     def __init__(self, failures: int, log: list[str]) -> None:
         self.failures = failures
         self.rows: dict[str, list[list[Any]]] = {}
+        self.tokens: list[tuple[str, str]] = []
         self.log = log
 
-    def insert(self, table: str, rows: list[list[Any]], column_names: list[str]) -> None:
+    def insert(
+        self, table: str, rows: list[list[Any]], column_names: list[str], settings: dict[str, str]
+    ) -> None:
+        self.tokens.append((table, settings["insert_deduplication_token"]))
         if self.failures:
             self.failures -= 1
             self.log.append("insert failed")
@@ -84,6 +88,8 @@ def make_sink(client: FlakyClient, log: list[str]) -> tuple[Sink, FakeConsumer]:
     sink = Sink.__new__(Sink)
     sink._client_factory = lambda: client  # type: ignore[assignment,return-value]
     sink._client = None
+    sink._inserting = ""
+    sink.retry_initial_s = 0.001
     sink.retry_max_s = 0.01
     sink.producer = FakeProducer(log)  # type: ignore[assignment]
     consumer = FakeConsumer()
@@ -127,6 +133,9 @@ def test_offsets_commit_only_after_insert_succeeds_and_retry_loses_nothing() -> 
         [(DETECTIONS_TOPIC.name, 0, 9), (TRAFFIC_DENSITY_TOPIC.name, 1, 4)]
     ]
     assert len(client.rows["frames"]) == 2 and len(client.rows["traffic_density_1m"]) == 1
+    # every attempt at one batch carries the same token, so the server can drop a repeat
+    frame_tokens = {token for table, token in client.tokens if table == "frames"}
+    assert len(frame_tokens) == 1 and len(client.tokens) == 2 + 3  # 2 failed + 3 tables
 
 
 def test_stopping_during_an_outage_commits_nothing() -> None:
@@ -165,6 +174,18 @@ def test_invalid_message_is_dead_lettered_and_still_committed() -> None:
     assert refused and "frame_id: Field required" in refused[0]
     assert consumer.commits == [[(DETECTIONS_TOPIC.name, 0, 6)]]
     assert client_rows_empty(sink)
+
+
+def test_batch_token_depends_on_table_and_offset_ranges() -> None:
+    def batch_of(*offsets: int) -> Batch:
+        batch = Batch()
+        for offset in offsets:
+            batch.messages.append(FakeMessage(DETECTIONS_TOPIC.name, b"", offset))  # type: ignore[arg-type]
+        return batch
+
+    assert batch_of(5, 6, 7).token("frames") == batch_of(7, 5, 6).token("frames")
+    assert batch_of(5, 6, 7).token("frames") != batch_of(5, 6, 7, 8).token("frames")
+    assert batch_of(5, 6, 7).token("frames") != batch_of(5, 6, 7).token("detections")
 
 
 def client_rows_empty(sink: Sink) -> bool:
