@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import logging
 import threading
 from collections.abc import Iterable, Sequence
@@ -13,7 +12,6 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from citycam.config import KafkaSettings
 from schemas import DEAD_LETTERS_TOPIC, DeadLetter, Event, TopicSpec
-from schemas._base import utc_now
 
 log = logging.getLogger(__name__)
 
@@ -151,25 +149,15 @@ class DeadLetterQueue:
     def __init__(self, producer: EventProducer, stage: str) -> None:
         self._producer = producer
         self._stage = stage
-        self.count = 0
 
     def send(self, msg: Message, reason: str) -> None:
-        key, value = msg.key(), msg.value()
-        letter = DeadLetter(
-            stage=self._stage,
-            source_topic=msg.topic() or "",
-            source_partition=max(msg.partition() or 0, 0),
-            source_offset=max(msg.offset() or 0, 0),
-            reason=reason[:4000],
-            key_b64=None if key is None else base64.b64encode(key).decode(),
-            value_b64=None if value is None else base64.b64encode(value).decode(),
-            failed_at=utc_now(),
-        )
+        key = msg.key()
+        source = (msg.topic() or "", msg.partition() or 0, msg.offset() or 0)
+        letter = DeadLetter.about(self._stage, source, key, msg.value(), reason)
         log.warning(
             "dead-lettered %s[%s]@%s: %s", msg.topic(), msg.partition(), msg.offset(), reason
         )
         self._producer.publish(DEAD_LETTERS_TOPIC, (key or b"").decode(errors="replace"), letter)
-        self.count += 1
 
 
 def commit_processed(consumer: Consumer, messages: Sequence[Message]) -> None:

@@ -7,7 +7,13 @@ from typing import ClassVar
 
 from pydantic import Field
 
-from schemas._base import Event, UtcDatetime, schema_version_field
+from schemas._base import Event, UtcDatetime, schema_version_field, utc_now
+
+MAX_REASON = 4000  # a reason is for people; a whole traceback would bloat every letter
+
+
+def _b64(data: bytes | None) -> str | None:
+    return None if data is None else base64.b64encode(data).decode()
 
 
 class DeadLetter(Event):
@@ -23,6 +29,28 @@ class DeadLetter(Event):
     key_b64: str | None = Field(default=None, description="Original key, base64.")
     value_b64: str | None = Field(default=None, description="Original value bytes, base64.")
     failed_at: UtcDatetime
+
+    @classmethod
+    def about(
+        cls,
+        stage: str,
+        source: tuple[str, int, int],
+        key: bytes | None,
+        value: bytes | None,
+        reason: str,
+    ) -> DeadLetter:
+        """The letter for a refused message at `source` = (topic, partition, offset)."""
+        topic, partition, offset = source
+        return cls(
+            stage=stage,
+            source_topic=topic,
+            source_partition=max(partition, 0),
+            source_offset=max(offset, 0),
+            reason=reason[:MAX_REASON],
+            key_b64=_b64(key),
+            value_b64=_b64(value),
+            failed_at=utc_now(),
+        )
 
     def original_value(self) -> bytes | None:
         return None if self.value_b64 is None else base64.b64decode(self.value_b64)

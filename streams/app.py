@@ -28,7 +28,6 @@ from schemas import (
     DeadLetter,
     FrameDetections,
 )
-from schemas._base import utc_now
 from streams.density import add_frame, facts_for, parse_window_key, window_key, window_start
 
 log = logging.getLogger(__name__)
@@ -162,24 +161,10 @@ def expire(camera_id: str, known: set[int], newest: int) -> None:
 async def dead_letter(event: EventT, reason: str) -> None:
     DEAD.inc()
     msg = event.message
-    letter = DeadLetter(
-        stage="streams",
-        source_topic=msg.topic,
-        source_partition=msg.partition,
-        source_offset=msg.offset,
-        reason=reason,
-        key_b64=_b64(msg.key),
-        value_b64=_b64(msg.value),
-        failed_at=utc_now(),
-    )
+    source = (msg.topic, msg.partition, msg.offset)
+    letter = DeadLetter.about("streams", source, msg.key, msg.value, reason)
     log.warning("dead-lettered %s[%s]@%s: %s", msg.topic, msg.partition, msg.offset, reason)
     await dead_letter_topic.send(key=msg.key, value=letter.to_bytes())
-
-
-def _b64(data: bytes | None) -> str | None:
-    import base64
-
-    return None if data is None else base64.b64encode(data).decode()
 
 
 @app.timer(interval=settings.streams.flush_interval_s)
