@@ -160,6 +160,16 @@ class DeadLetterQueue:
         self._producer.publish(DEAD_LETTERS_TOPIC, (key or b"").decode(errors="replace"), letter)
 
 
+def is_data(message: Message) -> bool:
+    """True for a record; a consume error is logged (reaching a partition's end is not one)."""
+    error = message.error()
+    if error is None:
+        return True
+    if error.code() != KafkaError._PARTITION_EOF:
+        log.error("consume error: %s", error)
+    return False
+
+
 def commit_processed(consumer: Consumer, messages: Sequence[Message]) -> None:
     """Synchronously commit, per partition, the offset after the last processed message."""
     latest: dict[tuple[str, int], int] = {}

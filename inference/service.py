@@ -16,12 +16,12 @@ from datetime import UTC, datetime
 import cv2
 import numpy as np
 import supervision as sv
-from confluent_kafka import Consumer, KafkaError, Message
+from confluent_kafka import Consumer, Message
 from prometheus_client import Counter, Histogram
 
 from citycam.config import InferenceSettings, KafkaSettings
 from citycam.framestore import FrameStore, FrameStoreError
-from citycam.kafka import DeadLetterQueue, EventProducer, commit_processed, consumer_config
+from citycam.kafka import DeadLetterQueue, EventProducer, commit_processed, consumer_config, is_data
 from inference.detector import Detector
 from schemas import (
     DETECTIONS_TOPIC,
@@ -136,10 +136,7 @@ class InferenceService:
         commit_processed(self.consumer, messages)  # ...before the input offsets move
 
     def _prepare(self, message: Message) -> PendingFrame | None:
-        error = message.error()
-        if error is not None:
-            if error.code() != KafkaError._PARTITION_EOF:
-                log.error("consume error: %s", error)
+        if not is_data(message):
             return None
         try:
             ref = FrameRef.from_bytes(message.value())

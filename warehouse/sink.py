@@ -31,11 +31,11 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError
-from confluent_kafka import Consumer, KafkaError, Message
+from confluent_kafka import Consumer, Message
 from prometheus_client import Counter
 
 from citycam.config import KafkaSettings, SinkSettings
-from citycam.kafka import DeadLetterQueue, EventProducer, commit_processed, consumer_config
+from citycam.kafka import DeadLetterQueue, EventProducer, commit_processed, consumer_config, is_data
 from schemas import (
     DEAD_LETTERS_TOPIC,
     DETECTIONS_TOPIC,
@@ -255,10 +255,7 @@ class Sink:
             self.consumer.close()
 
     def _accept(self, batch: Batch, message: Message) -> None:
-        error = message.error()
-        if error is not None:
-            if error.code() != KafkaError._PARTITION_EOF:
-                log.error("consume error: %s", error)
+        if not is_data(message):
             return
         route = self._routes[message.topic() or ""]
         schema: type[Event] = route.topic.schema
