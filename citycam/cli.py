@@ -157,32 +157,35 @@ def cmd_topics(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_migrate(args: argparse.Namespace) -> int:
+def migrate_warehouse(settings: Settings) -> list[str]:
+    """Apply pending migrations, then load the dimensions; return the migrations applied now."""
     from citycam.clickhouse import connect
     from warehouse.migrate import migrate
 
-    settings = get_settings()
-    applied = migrate(
-        connect(settings.warehouse, database=None),
-        settings.warehouse.database,
-        settings.warehouse.raw_ttl_days,
-    )
-    print(
-        f"applied: {', '.join(f'{m.version:04d}_{m.name}' for m in applied) or 'none (up to date)'}"
-    )
-    return cmd_load_dimensions(argparse.Namespace(file=None))
+    client = connect(settings.warehouse, database=None)
+    applied = migrate(client, settings.warehouse.database, settings.warehouse.raw_ttl_days)
+    load_registry_dimensions(settings, settings.cameras_file)
+    return [f"{m.version:04d}_{m.name}" for m in applied]
 
 
-def cmd_load_dimensions(args: argparse.Namespace) -> int:
+def load_registry_dimensions(settings: Settings, registry_file: Path) -> dict[str, int]:
     from citycam.cameras import load_cameras
     from citycam.clickhouse import connect
     from warehouse.dimensions import load_dimensions
 
+    client = connect(settings.warehouse, database=None)
+    return load_dimensions(client, settings.warehouse.database, load_cameras(registry_file))
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    applied = migrate_warehouse(get_settings())
+    print(f"applied: {', '.join(applied) or 'none (up to date)'}; dimensions loaded")
+    return 0
+
+
+def cmd_load_dimensions(args: argparse.Namespace) -> int:
     settings = get_settings()
-    registry = load_cameras(args.file or settings.cameras_file)
-    counts = load_dimensions(
-        connect(settings.warehouse, database=None), settings.warehouse.database, registry
-    )
+    counts = load_registry_dimensions(settings, args.file or settings.cameras_file)
     print("dimensions: " + ", ".join(f"{table} {rows}" for table, rows in counts.items()))
     return 0
 

@@ -97,18 +97,13 @@ def run_demo(timeout_s: float = 900) -> int:
 
 
 def prepare(settings: Settings, console: Console) -> datetime:
-    """Topics and migrations; return where this run's replayed capture times start."""
-    from citycam.clickhouse import connect
+    """Topics, migrations, dimensions; return where this run's replayed capture times start."""
+    from citycam.cli import migrate_warehouse
     from citycam.kafka import ensure_topics
     from schemas import TOPICS
-    from warehouse.migrate import migrate
 
     ensure_topics(settings.kafka, TOPICS)
-    applied = migrate(
-        connect(settings.warehouse, database=None),
-        settings.warehouse.database,
-        settings.warehouse.raw_ttl_days,
-    )
+    applied = migrate_warehouse(settings)
     console.print(
         f"broker {settings.kafka.bootstrap_servers}, warehouse {settings.warehouse.url}, "
         f"migrations applied now: {len(applied)}"
