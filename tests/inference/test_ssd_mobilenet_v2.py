@@ -4,7 +4,6 @@ against OpenCV's independent TF importer, and on real footage."""
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import cv2
@@ -16,20 +15,9 @@ import torch
 from inference.detector import file_sha256
 from inference.models import ssd_mobilenet_v2 as ssd
 from inference.torchvision_ops import ensure_torchvision_ops
+from tests.inference.helpers import FrameReader, columns
 
-FrameReader = Callable[[str, Sequence[int]], list[np.ndarray]]
 VTEST, BIKES = "vtest.avi", "bikes.mp4"
-
-
-def columns(detections: sv.Detections) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """xyxy, confidence, class_id, class_name: all present for our detectors."""
-    assert detections.confidence is not None and detections.class_id is not None
-    return (
-        detections.xyxy,
-        detections.confidence,
-        detections.class_id,
-        np.asarray(detections.data["class_name"]),
-    )
 
 
 @pytest.fixture(scope="module")

@@ -6,12 +6,10 @@ these tests check loading, batching, types and coordinates, not detection accura
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import pytest
-import supervision as sv
 import torch
 
 from inference.detector import Detector, load_detector
@@ -20,20 +18,7 @@ from inference.models.torchvision_detectors import (
     build_architecture,
     category_names,
 )
-
-FrameReader = Callable[[str, Sequence[int]], list[np.ndarray]]
-
-
-def columns(detections: sv.Detections) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """xyxy, confidence, class_id, class_name: all present for our detectors."""
-    assert detections.confidence is not None and detections.class_id is not None
-    return (
-        detections.xyxy,
-        detections.confidence,
-        detections.class_id,
-        np.asarray(detections.data["class_name"]),
-    )
-
+from tests.inference.helpers import FrameReader, columns
 
 FAST_ARCHITECTURES = ["fasterrcnn_mobilenet_v3_large_320_fpn", "ssdlite320_mobilenet_v3_large"]
 

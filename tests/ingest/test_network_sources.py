@@ -64,6 +64,17 @@ def network_camera(url: str) -> Camera:
     return Camera(id="net-cam", name="n", lat=0, lon=0, district="d", source=url, sample_fps=2)
 
 
+def run_until_sessions(worker: CameraWorker, stop: threading.Event, sessions: int) -> bool:
+    """Run the worker until it opened its source `sessions` times, stop it; True if it ended."""
+    thread = threading.Thread(target=worker.run)
+    thread.start()
+    while worker.sessions < sessions and thread.is_alive():
+        stop.wait(0.05)
+    stop.set()
+    thread.join(10)
+    return not thread.is_alive()
+
+
 def test_stream_dying_mid_way_is_reported_and_reopened(flaky_camera: tuple[str, list[int]]) -> None:
     url, connections = flaky_camera
     stop = threading.Event()
@@ -72,13 +83,7 @@ def test_stream_dying_mid_way_is_reported_and_reopened(flaky_camera: tuple[str, 
     worker = CameraWorker(
         network_camera(url), IngestSettings(retry_initial_s=0.05), producer, MemoryStore(), stop
     )  # type: ignore[arg-type]
-    thread = threading.Thread(target=worker.run)
-    thread.start()
-    while worker.sessions < 3 and thread.is_alive():
-        stop.wait(0.05)
-    stop.set()
-    thread.join(10)
-    assert not thread.is_alive(), "the worker must stop when asked, even mid-retry"
+    assert run_until_sessions(worker, stop, 3), "the worker must stop when asked, even mid-retry"
     assert worker.sessions >= 3 and len(connections) >= 3
     assert not worker.failed, "a live camera is never given up on"
     # the hang-up shows as an I/O error or a clean end, depending on where it lands
@@ -100,13 +105,7 @@ def test_dead_camera_is_retried_with_backoff_until_stopped() -> None:
         MemoryStore(),
         stop,
     )  # type: ignore[arg-type]
-    thread = threading.Thread(target=worker.run)
-    thread.start()
-    while worker.sessions < 4 and thread.is_alive():
-        stop.wait(0.05)
-    stop.set()
-    thread.join(10)
-    assert not thread.is_alive() and not worker.failed
+    assert run_until_sessions(worker, stop, 4) and not worker.failed
     assert worker.sessions >= 4
     assert "cannot open rtsp://127.0.0.1:9/dead" in (worker.last_error or "")
     assert [worker._backoff(n) for n in (1, 2, 3, 4)] == [0.05, 0.1, 0.2, 0.2]
