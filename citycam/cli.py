@@ -271,13 +271,19 @@ def cmd_streams(args: argparse.Namespace) -> int:
 def cmd_sink(args: argparse.Namespace) -> int:
     from citycam.clickhouse import connect
     from citycam.kafka import EventProducer
+    from warehouse.quality import QualityGate
     from warehouse.sink import Sink
 
     settings = get_settings()
     stop = stop_on_signals()
     start_metrics(args.metrics_port, settings)
     producer = EventProducer(settings.kafka, client_id="citycam-sink")
-    Sink(lambda: connect(settings.warehouse), settings.kafka, producer, settings.sink).run(stop)
+    gate = None
+    if settings.sink.quality_gate:
+        classes = sorted(set(settings.streams.vehicle_classes.values()))
+        gate = QualityGate(parameters={"vehicle_classes": classes})
+    sink = Sink(lambda: connect(settings.warehouse), settings.kafka, producer, settings.sink, gate)
+    sink.run(stop)
     return 0
 
 

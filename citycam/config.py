@@ -94,6 +94,10 @@ class SinkSettings(BaseModel):
     batch_s: float = Field(default=2.0, gt=0, description="...or when it is this old.")
     retry_initial_s: float = Field(default=0.5, gt=0)
     retry_max_s: float = Field(default=30.0, gt=0)
+    quality_gate: bool = Field(
+        default=True,
+        description="Validate each batch with the expectation suites; quarantine failing rows.",
+    )
 
 
 class StreamsSettings(BaseModel):

@@ -27,10 +27,11 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from clickhouse_connect.driver.client import Client
-from clickhouse_connect.driver.exceptions import ClickHouseError
+from clickhouse_connect.driver.exceptions import ClickHouseError, DataError, ProgrammingError
 from confluent_kafka import Consumer, Message
 from prometheus_client import Counter
 
@@ -47,6 +48,7 @@ from schemas import (
     TopicSpec,
     TrafficDensity,
 )
+from warehouse.quality import QUARANTINE_COLUMNS, QualityGate, quarantine_row
 
 log = logging.getLogger(__name__)
 
@@ -181,6 +183,7 @@ COLUMNS: dict[str, list[str]] = {
         "value_b64",
         "failed_at",
     ],
+    "quarantine": QUARANTINE_COLUMNS,
 }
 
 
@@ -200,6 +203,8 @@ ROUTES: tuple[Route, ...] = (
 @dataclass
 class Batch:
     rows: Rows = field(default_factory=lambda: {table: [] for table in COLUMNS})
+    # per table, the message each row came from (quarantined rows name their source)
+    sources: dict[str, list[Message]] = field(default_factory=lambda: {t: [] for t in COLUMNS})
     messages: list[Message] = field(default_factory=list)
     opened_at: float = field(default_factory=time.monotonic)
 
@@ -216,6 +221,26 @@ class Batch:
         self.messages.append(message)
         for table, table_rows in rows.items():
             self.rows[table].extend(table_rows)
+            self.sources[table].extend([message] * len(table_rows))
+
+    def hold_back(self, gate: QualityGate) -> None:
+        """Move the rows that fail their table's suite to the quarantine table's rows."""
+        now = datetime.now(UTC)
+        for table in sorted(gate.tables() & self.rows.keys()):
+            valid, failed = gate.split(table, self.rows[table], COLUMNS[table])
+            if not failed:
+                continue
+            sources = self.sources[table]
+            for q in failed:
+                source = sources[q.index]
+                self.rows["quarantine"].append(
+                    quarantine_row(
+                        q, source.topic() or "", source.partition() or 0, source.offset() or 0, now
+                    )
+                )
+            refused = {q.index for q in failed}
+            self.sources[table] = [m for i, m in enumerate(sources) if i not in refused]
+            self.rows[table] = valid
 
 
 class Sink:
@@ -225,8 +250,10 @@ class Sink:
         kafka: KafkaSettings,
         producer: EventProducer,
         settings: SinkSettings,
+        gate: QualityGate | None = None,
     ) -> None:
         self._inserting = ""
+        self.gate = gate
         self._client_factory = client_factory
         self._client: Client | None = None
         self.batch_rows = settings.batch_rows
@@ -277,12 +304,21 @@ class Sink:
         batch.add(message, route.to_rows(event))
 
     def write(self, batch: Batch, stop_event: threading.Event) -> None:
-        """Insert every table's rows, retrying until done, then commit the batch's offsets."""
+        """Validate, insert every table's rows retrying until done, then commit the offsets.
+
+        Validation runs once, before the retry loop: every attempt inserts the same rows, so
+        the deduplication token stays truthful. A client-side error (rows that do not fit the
+        table) is a bug that retrying cannot fix: it stops the sink, offsets uncommitted.
+        """
+        if self.gate is not None:
+            batch.hold_back(self.gate)
         attempt = 0
         while True:
             try:
                 self._insert_all(batch)
                 break
+            except (ProgrammingError, DataError):
+                raise
             except (ClickHouseError, OSError) as exc:
                 attempt += 1
                 INSERT_RETRIES.inc()
@@ -316,3 +352,7 @@ class Sink:
                     settings={"insert_deduplication_token": batch.token(table)},
                 )
                 ROWS_WRITTEN.labels(table).inc(len(table_rows))
+        if self.gate is not None:
+            for table, table_rows in batch.rows.items():
+                if table != "quarantine":
+                    self.gate.record_loaded(table, len(table_rows))

@@ -40,8 +40,12 @@ pytestmark = pytest.mark.integration
 T0 = datetime(2026, 11, 22, 6, 0, tzinfo=UTC)
 CAMERAS = [f"cam-{i}" for i in range(5)]
 # Columns written by the warehouse or the sink at insert time differ between runs by nature.
-VOLATILE = {"frames": ["loaded_at"], "dead_letters": ["failed_at"]}
-TABLES = ["frames", "detections", "traffic_density_1m", "dead_letters"]
+VOLATILE = {
+    "frames": ["loaded_at"],
+    "dead_letters": ["failed_at"],
+    "quarantine": ["quarantined_at"],
+}
+TABLES = ["frames", "detections", "traffic_density_1m", "dead_letters", "quarantine"]
 
 
 @dataclass
@@ -120,6 +124,33 @@ def fact_events(rng: random.Random) -> list[TrafficDensity]:
     return facts
 
 
+def facts_failing_quality() -> list[TrafficDensity]:
+    """Facts the contract accepts but the expectation suite refuses: they go to quarantine."""
+    start = T0 + timedelta(minutes=30)
+    good = TrafficDensity(
+        camera_id="cam-0",
+        window_start=start,
+        window_end=start + timedelta(minutes=1),
+        vehicle_class="car",
+        frames=10,
+        detections=20,
+        mean_in_view=2.0,
+        max_in_view=4,
+        pcu_factor=1.0,
+        pcu=20.0,
+        pcu_version="t",
+        emitted_at=start + timedelta(minutes=1),
+    )
+    two_minutes = {
+        "window_start": start + timedelta(minutes=1),
+        "window_end": start + timedelta(minutes=3),
+    }
+    return [
+        good.model_copy(update={"pcu": 55.0}),  # pcu != detections x factor
+        good.model_copy(update={**two_minutes, "vehicle_class": "tractor"}),
+    ]
+
+
 @pytest.fixture(scope="module")
 def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaSettings]:
     broker, bootstrap = start_broker(tmp_path_factory.mktemp("broker"))
@@ -151,7 +182,7 @@ def warehouse(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Warehouse]:
 def dataset(kafka: KafkaSettings) -> tuple[list[FrameDetections], list[TrafficDensity]]:
     rng = random.Random(20261122)
     frames, facts = frame_events(rng, 1500), fact_events(rng)
-    publish(kafka, frames, facts)
+    publish(kafka, frames, [*facts, *facts_failing_quality()])
     return frames, facts
 
 
@@ -210,6 +241,7 @@ def complete(client: Client, frames: list, facts: list) -> bool:
         frame_count(client) == len(frames)
         and int(client.command("SELECT count() FROM traffic_density_1m FINAL")) == len(fact_keys)
         and int(client.command("SELECT count() FROM dead_letters FINAL")) >= 1
+        and int(client.command("SELECT count() FROM quarantine FINAL")) == 2
     )
 
 
@@ -272,6 +304,27 @@ def test_sigkill_at_random_points_ends_identical_to_uninterrupted_run(
         "SELECT camera_id, window_start, detections FROM traffic_density_1m"
     ).result_rows
     assert {(c, w): d for c, w, d in stored} == latest
+    quarantined = chaos.query(
+        "SELECT table_name, failed_expectations, source_topic, JSONExtractString(row_json, "
+        "'vehicle_class') FROM quarantine FINAL ORDER BY source_offset"
+    ).result_rows
+    assert sorted(quarantined, key=lambda r: r[3]) == [
+        (
+            "traffic_density_1m",
+            ["expect_column_values_to_be_between(pcu_error)"],
+            TRAFFIC_DENSITY_TOPIC.name,
+            "car",
+        ),
+        (
+            "traffic_density_1m",
+            [
+                "expect_column_values_to_be_in_set(vehicle_class)",
+                "expect_column_values_to_be_between(window_length_s)",
+            ],
+            TRAFFIC_DENSITY_TOPIC.name,
+            "tractor",
+        ),
+    ]
 
 
 def test_warehouse_outage_loses_nothing(
@@ -290,6 +343,7 @@ def test_warehouse_outage_loses_nothing(
                 update={
                     "frame_id": f"late-{e.frame_id}",
                     "captured_at": e.captured_at + timedelta(hours=1),
+                    "inferred_at": e.inferred_at + timedelta(hours=1),
                 }
             )
             for e in frame_events(rng, 300)

@@ -96,6 +96,7 @@ def make_sink(client: FlakyClient, log: list[str]) -> tuple[Sink, FakeConsumer]:
     sink.consumer = consumer  # type: ignore[assignment]
     sink._routes = {r.topic.name: r for r in sink_module.ROUTES}
     sink.dead_letters = None  # type: ignore[assignment]
+    sink.gate = None
     return sink, consumer
 
 
@@ -191,3 +192,58 @@ def test_batch_token_depends_on_table_and_offset_ranges() -> None:
 def client_rows_empty(sink: Sink) -> bool:
     client = sink._client
     return client is None or not any(getattr(client, "rows", {}).values())
+
+
+def test_rows_failing_their_suite_are_quarantined_with_their_source_and_the_rest_loads() -> None:
+    from warehouse.quality import ROWS, QualityGate
+
+    def loaded() -> float:
+        return ROWS.labels("traffic_density_1m", "loaded")._value.get()
+
+    log: list[str] = []
+    client = FlakyClient(0, log)
+    sink, consumer = make_sink(client, log)
+    sink.gate = QualityGate()
+    good = TrafficDensity.model_validate_json(example("traffic_density-1-0-0.json"))
+    bad = good.model_copy(update={"pcu": good.pcu + 7, "vehicle_class": "tractor"})
+    batch = Batch()
+    for offset, fact in enumerate([good, bad, good]):
+        message = FakeMessage(TRAFFIC_DENSITY_TOPIC.name, fact.model_dump_json().encode(), offset)
+        sink._accept(batch, message)  # type: ignore[arg-type]
+    before = loaded()
+    sink.write(batch, threading.Event())
+
+    assert len(client.rows["traffic_density_1m"]) == 2
+    [quarantined] = client.rows["quarantine"]
+    row = dict(zip(COLUMNS["quarantine"], quarantined, strict=True))
+    assert row["failed_expectations"] == [
+        "expect_column_values_to_be_in_set(vehicle_class)",
+        "expect_column_values_to_be_between(pcu_error)",
+    ]
+    assert (row["source_topic"], row["source_partition"], row["source_offset"]) == (
+        TRAFFIC_DENSITY_TOPIC.name,
+        0,
+        1,
+    )
+    assert row["table_name"] == "traffic_density_1m"
+    assert json.loads(row["row_json"])["vehicle_class"] == "tractor"
+    assert loaded() - before == 2
+    assert consumer.commits == [[(TRAFFIC_DENSITY_TOPIC.name, 0, 3)]]  # bad row handled too
+
+
+def test_a_client_side_error_stops_the_sink_instead_of_retrying() -> None:
+    from clickhouse_connect.driver.exceptions import ProgrammingError
+
+    class BrokenClient(FlakyClient):
+        def insert(self, *args: Any, **kwargs: Any) -> None:
+            self.log.append("insert")
+            raise ProgrammingError("Insert data column count does not match column names")
+
+    log: list[str] = []
+    sink, consumer = make_sink(BrokenClient(0, log), log)
+    batch = Batch()
+    fact = example("traffic_density-1-0-0.json")
+    sink._accept(batch, FakeMessage(TRAFFIC_DENSITY_TOPIC.name, fact, 0))  # type: ignore[arg-type]
+    with pytest.raises(ProgrammingError):
+        sink.write(batch, threading.Event())
+    assert log == ["insert"] and consumer.commits == []
