@@ -86,6 +86,38 @@ class InferenceSettings(BaseModel):
     batch_wait_s: float = Field(default=0.2, gt=0)
     score_threshold: float = Field(default=0.3, ge=0, le=1)
     torch_threads: int = Field(default=1, ge=1, description="CPU threads for torch.")
+    # ByteTrack, tuned for cameras sampled at 2-5 fps: objects move far between frames, so
+    # matching accepts little overlap and a track confirms on its second sighting.
+    track_activation_threshold: float = Field(
+        default=0.4, ge=0, le=1, description="Score a box needs to start a track."
+    )
+    track_high_score_threshold: float = Field(
+        default=0.4,
+        ge=0,
+        le=1,
+        description="Boxes below are only used to continue tracks (ByteTrack's second stage).",
+    )
+    track_min_iou: float = Field(
+        default=0.05, ge=0, le=1, description="Least IoU between a track's prediction and a box."
+    )
+    track_min_consecutive_frames: int = Field(
+        default=2, ge=1, description="Frames a track must be seen in a row before it gets an id."
+    )
+    track_lost_buffer_s: float = Field(
+        default=2.0, gt=0, description="How long a track survives unseen (occlusion, misses)."
+    )
+    track_frame_rate: float = Field(
+        default=5.0,
+        gt=0,
+        description="Nominal sampled fps: the step ByteTrack's motion noise is tuned per; "
+        "actual steps follow capture times.",
+    )
+    track_max_gap_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="A camera's tracks restart when capture time jumps more than this, or "
+        "goes backwards (camera restart, replay).",
+    )
 
 
 class SinkSettings(BaseModel):

@@ -1,7 +1,9 @@
 """The inference service: FrameRefs in, FrameDetections out, offsets committed after the ack.
 
 Delivery is at-least-once: a crash between publishing detections and committing offsets
-re-runs the batch, and the frame ids make the repeat recognisable downstream.
+re-runs the batch, and the frame ids make the repeat recognisable downstream. Each camera's
+boxes are tracked (track ids) by the consumer that owns the camera's partition, and people on
+motorcycles and bicycles are marked as riders of them.
 """
 
 from __future__ import annotations
@@ -12,17 +14,20 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import cast
 
 import cv2
 import numpy as np
 import supervision as sv
-from confluent_kafka import Consumer, Message
+from confluent_kafka import Consumer, Message, TopicPartition
 from prometheus_client import Counter, Histogram
 
 from citycam.config import InferenceSettings, KafkaSettings
 from citycam.framestore import FrameStore, FrameStoreError
 from citycam.kafka import DeadLetterQueue, EventProducer, commit_processed, consumer_config, is_data
 from inference.detector import Detector
+from inference.riders import NO_VEHICLE, associate_riders, rider_counts
+from inference.tracking import UNTRACKED, CameraTrackers
 from schemas import (
     DETECTIONS_TOPIC,
     FRAMES_TOPIC,
@@ -39,6 +44,11 @@ FRAMES_INFERRED = Counter("citycam_inference_frames", "Frames run through the de
 BOXES = Counter("citycam_inference_detections", "Boxes published", ["camera"])
 DEAD_LETTERS = Counter("citycam_inference_dead_letters", "FrameRefs refused")
 BATCH_SECONDS = Histogram("citycam_inference_batch_seconds", "Detector time per batch")
+TRACK_SECONDS = Histogram(
+    "citycam_inference_tracking_seconds",
+    "Tracking time per frame",
+    buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05),
+)
 
 CONSUMER_GROUP = "citycam-inference"
 
@@ -57,30 +67,43 @@ def decode_jpeg(data: bytes, uri: str) -> np.ndarray:
     return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
 
 
+def clip_to_frame(dets: sv.Detections, width: int, height: int) -> sv.Detections:
+    """Boxes clipped to the frame and rounded to 0.1 px as published; empty ones dropped.
+
+    Done before tracking and rider association so both see exactly the published boxes.
+    """
+    # float64 so a rounded coordinate prints as written (float32 10.1 is 10.100000381...).
+    xyxy = np.round(np.clip(dets.xyxy.astype(np.float64), 0, [width, height] * 2), 1)
+    keep = (xyxy[:, 2] > xyxy[:, 0]) & (xyxy[:, 3] > xyxy[:, 1])
+    kept = cast(sv.Detections, dets[keep])
+    kept.xyxy = xyxy[keep]
+    return kept
+
+
 def to_contract(
     ref: FrameRef, dets: sv.Detections, detector: Detector, width: int, height: int
 ) -> FrameDetections:
-    if dets.confidence is None or dets.class_id is None:
+    """The published event; ``dets.tracker_id`` (if set, -1 for none) gives the track ids."""
+    dets = clip_to_frame(dets, width, height)
+    scores, class_ids, tracks = dets.confidence, dets.class_id, dets.tracker_id
+    if scores is None or class_ids is None:
         raise ValueError(f"detector {detector.name} returned boxes without scores or classes")
-    names = dets.data.get("class_name", np.array([str(c) for c in dets.class_id]))
-    boxes = []
-    for xyxy, score, class_id, name in zip(
-        dets.xyxy, dets.confidence, dets.class_id, names, strict=True
-    ):
-        x1, y1 = max(0.0, float(xyxy[0])), max(0.0, float(xyxy[1]))
-        x2, y2 = min(float(width), float(xyxy[2])), min(float(height), float(xyxy[3]))
-        if x2 <= x1 or y2 <= y1:
-            continue  # degenerate after clipping to the frame: nothing to report
-        boxes.append(
-            Detection(
-                class_name=str(name),
-                class_id=int(class_id),
-                score=round(float(score), 4),
-                bbox=BoundingBox(
-                    x1=round(x1, 1), y1=round(y1, 1), x2=round(x2, 1), y2=round(y2, 1)
-                ),
-            )
+    names = np.asarray(dets.data.get("class_name", [str(c) for c in class_ids]), dtype=str)
+    tracks = tracks if tracks is not None else np.full(len(dets), UNTRACKED)
+    rider_of = associate_riders(dets.xyxy, names)
+    riders = rider_counts(rider_of)
+    boxes = tuple(
+        Detection(
+            class_name=str(names[i]),
+            class_id=int(class_ids[i]),
+            score=round(float(scores[i]), 4),
+            bbox=BoundingBox(x1=x1, y1=y1, x2=x2, y2=y2),
+            track_id=None if tracks[i] == UNTRACKED else int(tracks[i]),
+            riders=int(riders[i]),
+            rider_of=None if rider_of[i] == NO_VEHICLE else int(rider_of[i]),
         )
+        for i, (x1, y1, x2, y2) in enumerate(dets.xyxy.tolist())
+    )
     return FrameDetections(
         camera_id=ref.camera_id,
         frame_id=ref.frame_id,
@@ -91,7 +114,7 @@ def to_contract(
         model_name=detector.name,
         model_version=detector.version,
         inferred_at=datetime.now(UTC),
-        detections=tuple(boxes),
+        detections=boxes,
     )
 
 
@@ -110,10 +133,13 @@ class InferenceService:
         self.producer = producer
         self.dead_letters = DeadLetterQueue(producer, stage="inference")
         self.consumer = Consumer(consumer_config(kafka, CONSUMER_GROUP))
+        self.tracks = CameraTrackers(settings)
         self.frames_done = 0
 
     def run(self, stop_event: threading.Event) -> None:
-        self.consumer.subscribe([FRAMES_TOPIC.name])
+        self.consumer.subscribe(
+            [FRAMES_TOPIC.name], on_revoke=self._partitions_gone, on_lost=self._partitions_gone
+        )
         try:
             while not stop_event.is_set():
                 messages = self.consumer.consume(
@@ -149,12 +175,24 @@ class InferenceService:
             return None
         return PendingFrame(message, ref, image)
 
+    def _partitions_gone(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Another consumer will track these cameras: our tracks would go stale, drop them."""
+        self.tracks.drop_partitions(p.partition for p in partitions if p.topic == FRAMES_TOPIC.name)
+
     def _dead_letter(self, message: Message, reason: str) -> None:
         DEAD_LETTERS.inc()
         self.dead_letters.send(message, reason)
 
     def _publish(self, frame: PendingFrame, dets: sv.Detections) -> None:
         height, width = frame.image_rgb.shape[:2]
+        started = time.perf_counter()
+        dets = self.tracks.update(
+            frame.ref.camera_id,
+            frame.ref.captured_at,
+            clip_to_frame(dets, width, height),
+            partition=frame.message.partition(),
+        )
+        TRACK_SECONDS.observe(time.perf_counter() - started)
         event = to_contract(frame.ref, dets, self.detector, width, height)
         captured_ms = int(frame.ref.captured_at.timestamp() * 1000)
         self.producer.publish(

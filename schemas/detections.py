@@ -33,14 +33,33 @@ class Detection(BaseModel):
     class_id: int = Field(ge=0, description="Model label id (COCO id for the default model).")
     score: float = Field(ge=0, le=1)
     bbox: BoundingBox
-    track_id: int | None = Field(default=None, ge=0, description="Set once tracking runs.")
+    track_id: int | None = Field(
+        default=None,
+        ge=0,
+        description="Id of the object's track, unique per camera and stable across frames; "
+        "null when the tracker has not confirmed the box (first sighting, or a low-score box "
+        "matching no track).",
+    )
+    # 1-1-0: rider association (additions, optional).
+    riders: int = Field(
+        default=0,
+        ge=0,
+        description="People riding this motorcycle or bicycle: the detections of this frame "
+        "whose rider_of is this one's index (0 for anything else).",
+    )
+    rider_of: int | None = Field(
+        default=None,
+        ge=0,
+        description="For a person riding a motorcycle or bicycle: that vehicle's index in this "
+        "frame's detections. A rider is not a pedestrian; count the vehicle once.",
+    )
 
 
 class FrameDetections(Event):
     """All detections of one frame (possibly none), with the model that produced them."""
 
     SCHEMA_NAME: ClassVar[str] = "frame_detections"
-    SCHEMA_VERSION: ClassVar[str] = "1-0-0"
+    SCHEMA_VERSION: ClassVar[str] = "1-1-0"
     schema_version: str = schema_version_field(SCHEMA_VERSION)
 
     camera_id: str = Field(pattern=CAMERA_ID_PATTERN)
@@ -60,5 +79,21 @@ class FrameDetections(Event):
             if det.bbox.x2 > self.width + 1 or det.bbox.y2 > self.height + 1:
                 raise ValueError(
                     f"detections.{i}.bbox lies outside the {self.width}x{self.height} frame"
+                )
+        return self
+
+    @model_validator(mode="after")
+    def _riders_point_at_their_vehicles(self) -> Self:
+        carried = [0] * len(self.detections)
+        for i, det in enumerate(self.detections):
+            if det.rider_of is None:
+                continue
+            if det.rider_of >= len(self.detections) or det.rider_of == i:
+                raise ValueError(f"detections.{i}.rider_of: no other detection {det.rider_of}")
+            carried[det.rider_of] += 1
+        for i, det in enumerate(self.detections):
+            if det.riders != carried[i]:
+                raise ValueError(
+                    f"detections.{i}.riders is {det.riders} but {carried[i]} detections ride it"
                 )
         return self

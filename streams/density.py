@@ -34,11 +34,17 @@ def parse_window_key(key: str) -> tuple[str, int]:
 
 
 def count_vehicles(frame: FrameDetections, settings: StreamsSettings) -> Counter[str]:
-    """Boxes per vehicle class on one frame, above the counting score threshold."""
+    """Boxes per vehicle class on one frame, above the counting score threshold.
+
+    A rider (a person with ``rider_of`` set) is not counted: their vehicle is, once. That
+    matters when ``vehicle_classes`` maps ``person`` to a class, e.g. pedestrians.
+    """
     return Counter(
         settings.vehicle_classes[d.class_name]
         for d in frame.detections
-        if d.class_name in settings.vehicle_classes and d.score >= settings.min_score
+        if d.class_name in settings.vehicle_classes
+        and d.score >= settings.min_score
+        and d.rider_of is None
     )
 
 

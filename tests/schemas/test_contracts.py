@@ -76,6 +76,30 @@ def test_inverted_box_is_refused() -> None:
         FrameDetections.from_bytes(orjson.dumps(example))
 
 
+def test_frame_detections_1_0_0_payloads_are_still_read() -> None:
+    """1-1-0 only added optional fields: an old producer's payload stays valid."""
+    old = json.loads((EXAMPLES / "frame_detections-1-0-0.json").read_text())
+    event = FrameDetections.from_bytes(orjson.dumps(old))
+    assert [(d.riders, d.rider_of) for d in event.detections] == [(0, None), (0, None)]
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({1: {"rider_of": 7}}, "no other detection 7"),
+        ({1: {"rider_of": 1}}, "no other detection 1"),
+        ({0: {"riders": 2}}, "riders is 2 but 1 detections ride it"),
+        ({1: {"rider_of": None}}, "riders is 1 but 0 detections ride it"),
+    ],
+)
+def test_riders_must_point_at_their_vehicle(change: dict[int, dict], reason: str) -> None:
+    example = golden(FrameDetections)
+    for index, fields in change.items():
+        example["detections"][index].update(fields)
+    with pytest.raises(ContractError, match=reason):
+        FrameDetections.from_bytes(orjson.dumps(example))
+
+
 def test_later_revision_of_same_model_is_read_other_model_is_not() -> None:
     example = golden(FrameRef)
     assert FrameRef.from_bytes(orjson.dumps({**example, "schema_version": "1-2-0"}))

@@ -53,6 +53,26 @@ def test_counts_vehicle_classes_above_threshold_only() -> None:
     }
 
 
+def test_riders_are_not_counted_as_pedestrians_their_vehicle_is_counted_once() -> None:
+    settings = StreamsSettings(vehicle_classes={**SETTINGS.vehicle_classes, "person": "pedestrian"})
+    box = BoundingBox(x1=0, y1=0, x2=10, y2=10)
+    bike = Detection(class_name="motorcycle", class_id=4, score=0.9, bbox=box, riders=2)
+    rider = Detection(class_name="person", class_id=1, score=0.9, bbox=box, rider_of=0)
+    walker = Detection(class_name="person", class_id=1, score=0.9, bbox=box)
+    riding = FrameDetections(
+        **{
+            **frame(0).model_dump(exclude={"detections"}),
+            "detections": (bike, rider, rider, walker),
+        }
+    )
+    state = add_frame(None, riding, settings)
+    assert state is not None
+    assert state["classes"] == {"motorbike": [1, 1], "pedestrian": [1, 1]}
+    # With the default classes people are not counted at all, riders or not.
+    default = add_frame(None, riding, SETTINGS)
+    assert default is not None and default["classes"] == {"motorbike": [1, 1]}
+
+
 def test_redelivered_frame_is_not_counted_twice() -> None:
     state = add_frame(None, frame(5, ("car", 0.9)), SETTINGS)
     assert add_frame(state, frame(5, ("car", 0.9)), SETTINGS) is None
