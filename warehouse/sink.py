@@ -86,6 +86,8 @@ def detection_rows(event: FrameDetections) -> Rows:
             d.bbox.x2,
             d.bbox.y2,
             d.track_id,
+            d.riders,
+            d.rider_of,
             event.model_name,
             event.model_version,
         ]
@@ -157,6 +159,8 @@ COLUMNS: dict[str, list[str]] = {
         "x2",
         "y2",
         "track_id",
+        "riders",
+        "rider_of",
         "model_name",
         "model_version",
     ],

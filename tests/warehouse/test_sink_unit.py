@@ -110,6 +110,20 @@ def test_detection_rows_match_table_columns() -> None:
     assert (box["det_index"], box["class_name"], box["x2"]) == (1, "person", 170)
 
 
+def test_riders_are_stored_with_their_vehicle() -> None:
+    event = FrameDetections.from_bytes(example("frame_detections-1-1-0.json"))
+    boxes = [
+        dict(zip(COLUMNS["detections"], r, strict=True))
+        for r in detection_rows(event)["detections"]
+    ]
+    stored = [(b["class_name"], b["riders"], b["rider_of"], b["track_id"]) for b in boxes]
+    assert stored == [
+        ("motorcycle", 1, None, 1795332611000000),
+        ("person", 0, 0, 1795332611000001),  # rides box 0: not a pedestrian
+        ("person", 0, None, None),
+    ]
+
+
 def test_density_rows_match_table_columns() -> None:
     fact = TrafficDensity.from_bytes(example("traffic_density-1-0-0.json"))
     row = dict(
