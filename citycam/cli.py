@@ -10,8 +10,14 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from citycam.config import SERVICES_ENV_FILE, Settings, get_settings
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from citycam.cameras import Camera
 
 log = logging.getLogger("citycam")
 
@@ -91,8 +97,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.set_defaults(handler=cmd_serve_warehouse)
     serve.add_argument("args", nargs=argparse.REMAINDER, help="arguments for warehouse.server")
-    cams = add("cameras", cmd_cameras, "validate the camera registry and list it")
+    cams = add(
+        "cameras",
+        cmd_cameras,
+        "validate the camera registry and list it; `cameras draw CAMERA_ID --out FILE.png` "
+        "draws a camera's geometry on one of its frames (see `cameras draw -h`)",
+    )
     cams.add_argument("file", nargs="?", type=Path, help="registry file (default: configured)")
+    # `cameras [FILE]` predates `cameras draw`: a sub-parser would take FILE for an unknown
+    # sub-command, so draw's arguments are collected here and parsed by build_draw_parser.
+    cams.add_argument("draw_args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     ingest = add("ingest", cmd_ingest, "decode camera sources and publish FrameRefs", stage=True)
     ingest.add_argument("--camera", action="append", help="only these camera ids")
     add("infer", cmd_infer, "run the detector on FrameRefs, publish FrameDetections", stage=True)
@@ -199,11 +213,79 @@ def cmd_serve_warehouse(args: argparse.Namespace) -> int:
 def cmd_cameras(args: argparse.Namespace) -> int:
     from citycam.cameras import load_cameras
 
+    if args.file == Path("draw"):
+        return cmd_cameras_draw(build_draw_parser().parse_args(args.draw_args))
+    if args.draw_args:
+        raise ValueError(f"unexpected arguments {' '.join(args.draw_args)!r}")
     registry = load_cameras(args.file or get_settings().cameras_file)
     for camera in registry.cameras:
         state = "enabled" if camera.enabled else "disabled"
         print(f"{camera.id:24} {state:8} {camera.sample_fps:>5} fps  {camera.source}")
     return 0
+
+
+def build_draw_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="citycam cameras draw",
+        description="draw a camera's counting lines, zones, lanes and calibration on one frame "
+        "of its source and save it as a PNG",
+    )
+    parser.add_argument("camera_id")
+    parser.add_argument("--out", type=Path, required=True, help="PNG file to write")
+    parser.add_argument(
+        "--at", type=float, default=0.0, help="seconds into the source (default: first frame)"
+    )
+    parser.add_argument("--registry", type=Path, help="registry file (default: configured)")
+    return parser
+
+
+def cmd_cameras_draw(args: argparse.Namespace) -> int:
+    import cv2
+
+    from citycam.cameras import CameraConfigError, load_cameras
+    from citycam.drawing import draw_geometry
+
+    settings = get_settings()
+    registry_file = args.registry or settings.cameras_file
+    registry = load_cameras(registry_file)
+    known = [c.id for c in registry.cameras]
+    if args.camera_id not in known:
+        raise CameraConfigError(
+            f"{registry_file}: no camera {args.camera_id!r} (known: {', '.join(known)})"
+        )
+    camera = registry.get(args.camera_id)
+    if camera.geometry is None:
+        raise CameraConfigError(f"{registry_file}: camera {camera.id!r} has no geometry to draw")
+    if args.at < 0:
+        raise ValueError(f"--at must be >= 0, not {args.at:g}")
+    frame = grab_frame(camera, args.at, settings)
+    height, width = frame.shape[:2]
+    geometry = camera.geometry.scaled((width, height))
+    if geometry is not camera.geometry:
+        print(f"frame is {width}x{height}: geometry scaled from {camera.geometry.frame_size}")
+    ok, png = cv2.imencode(".png", draw_geometry(frame, geometry))
+    if not ok:
+        raise RuntimeError("PNG encoding failed")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_bytes(png.tobytes())
+    print(
+        f"{args.out}: {camera.id} at {args.at:g} s, {width}x{height}, {len(geometry.lines)} "
+        f"lines, {len(geometry.zones)} zones, {len(geometry.lanes)} lanes"
+        + (", calibration" if geometry.homography else "")
+    )
+    return 0
+
+
+def grab_frame(camera: Camera, at_s: float, settings: Settings) -> np.ndarray:
+    """The first decoded frame at or after at_s seconds (BGR); SourceError if there is none."""
+    from ingest.sources import SourceError, decode_frames
+
+    snapshot = camera.model_copy(update={"realtime": False})  # no pacing for one picture
+    timeouts = settings.ingest.open_timeout_s, settings.ingest.read_timeout_s
+    for decoded in decode_frames(snapshot, *timeouts):
+        if decoded.stream_time_s >= at_s - 1e-6:
+            return decoded.to_bgr()
+    raise SourceError(f"{camera.id}: {camera.source} ended before {at_s:g} s")
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
