@@ -268,6 +268,8 @@ class Sink:
         self.dead_letters = DeadLetterQueue(producer, stage="sink")
         self.consumer = Consumer(consumer_config(kafka, settings.group_id))
         self._routes = {route.topic.name: route for route in ROUTES}
+        self.messages_committed = 0  # progress, read by benchmarks and tests
+        self.first_message_at: float | None = None  # monotonic time of the first message
 
     def run(self, stop_event: threading.Event) -> None:
         self.consumer.subscribe(list(self._routes))
@@ -288,6 +290,8 @@ class Sink:
     def _accept(self, batch: Batch, message: Message) -> None:
         if not is_data(message):
             return
+        if self.first_message_at is None:
+            self.first_message_at = time.monotonic()
         route = self._routes[message.topic() or ""]
         schema: type[Event] = route.topic.schema
         try:
@@ -342,6 +346,7 @@ class Sink:
                     ) from exc
         self.producer.flush()  # dead letters acknowledged too before offsets move
         commit_processed(self.consumer, batch.messages)
+        self.messages_committed += len(batch.messages)
 
     def _insert_all(self, batch: Batch) -> None:
         client = self._client or self._client_factory()

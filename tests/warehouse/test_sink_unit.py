@@ -97,6 +97,8 @@ def make_sink(client: FlakyClient, log: list[str]) -> tuple[Sink, FakeConsumer]:
     sink._routes = {r.topic.name: r for r in sink_module.ROUTES}
     sink.dead_letters = None  # type: ignore[assignment]
     sink.gate = None
+    sink.messages_committed = 0
+    sink.first_message_at = None
     return sink, consumer
 
 
