@@ -46,14 +46,15 @@ class Event(BaseModel):
         if payload is None:
             raise ContractError("empty message value (tombstone) where an event was expected")
         try:
-            data = orjson.loads(payload)
-        except orjson.JSONDecodeError as exc:
-            raise ContractError(f"not valid JSON: {exc}") from exc
-        if not isinstance(data, dict):
-            raise ContractError(f"expected a JSON object, got {type(data).__name__}")
-        try:
-            return cls.model_validate(data)
+            # pydantic parses the JSON itself: ~2x faster than loading it into dicts first
+            return cls.model_validate_json(payload)
         except ValidationError as exc:
+            first = exc.errors()[0]
+            if first["type"] == "json_invalid":
+                raise ContractError(f"not valid JSON: {first['ctx']['error']}") from exc
+            if first["type"] == "model_type" and not first["loc"]:
+                got = type(orjson.loads(payload)).__name__
+                raise ContractError(f"expected a JSON object, got {got}") from exc
             raise ContractError(_describe(cls.SCHEMA_NAME, exc)) from exc
 
 
