@@ -149,7 +149,8 @@ def _tables(client: Client, database: str, rename: Callable[[str], str]) -> list
             Column(c.name, c.type, c.comment, c.default, _column_ttl(definitions.get(c.name, "")))
             for c in columns.get(name, [])
         )
-        writes = re.search(r"^CREATE MATERIALIZED VIEW \S+ TO (\S+)", create)
+        # refreshable views: CREATE MATERIALIZED VIEW v REFRESH EVERY 5 SECOND APPEND TO t
+        writes = re.search(r"^CREATE MATERIALIZED VIEW \S+ (?:REFRESH .*?)?TO (\S+)", create)
         reads = sorted(
             {
                 f"{db}.{table}"

@@ -52,7 +52,7 @@ def test_dictionary_is_deterministic_and_covers_every_object(
     ).result_rows:
         assert f"| `{column}` |" in text, f"{table}.{column} missing"
     assert "(TTL `toDateTime(occurred_at) + toIntervalDay(90)`)" in text  # plate_text
-    assert "- Writes to: `citycam.traffic_density_1h_state`" in text
+    assert "- Writes to: `citycam.traffic_density_1h_rows`" in text
 
 
 def test_documenting_a_database_open_data_does_not_publish_is_refused(

@@ -1,0 +1,430 @@
+"""Warehouse benchmark: sink throughput against a direct bulk insert, and rollup query latency.
+
+    python -m warehouse.bench [--frames N] [--detection-rows N] [--out results.json]
+
+Runs on the embedded defaults (tansu broker, chDB-backed endpoint), started on loopback on
+free ports in a temporary folder. Each figure comes with a baseline measured in the same run:
+
+- sink: the same FrameDetections (and density facts) are published to Kafka and loaded by the
+  real `Sink` (consume, contract check, quality gate, insert, commit), and, as the baseline,
+  their rows are inserted straight into an identical database with one bulk insert per table
+  (best of two). Reported: rows/s of each and sink / direct (target >= 0.8).
+- rollups: >= 10M synthetic detection rows (50 cameras, 7 days, a frame every 30 s) and the
+  per-minute facts derived from them by SQL, so the hourly and daily rollups fill through
+  their materialized views as in production. Reported: latency (median and max of repeated
+  runs) of the planners' per-minute and hourly queries, and of the same hourly profile computed
+  from raw detections as the baseline the rollups exist to beat.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import statistics
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from clickhouse_connect.driver.client import Client
+
+from citycam.clickhouse import connect
+from citycam.config import KafkaSettings, SinkSettings, WarehouseSettings
+from citycam.embedded import start_broker, start_warehouse
+from citycam.kafka import EventProducer, ensure_topics
+from schemas import (
+    DETECTIONS_TOPIC,
+    TOPICS,
+    TRAFFIC_DENSITY_TOPIC,
+    BoundingBox,
+    Detection,
+    FrameDetections,
+    TrafficDensity,
+)
+from warehouse.migrate import migrate
+from warehouse.quality import QualityGate
+from warehouse.sink import COLUMNS, Rows, Sink, density_rows, detection_rows
+
+BENCH_PASSWORD = "bench-only-local"  # a throwaway endpoint on loopback, deleted afterwards
+CLASSES = [("car", 3), ("motorcycle", 4), ("bicycle", 2), ("bus", 6), ("truck", 8), ("person", 1)]
+ROLLUP_CAMERAS = 50
+ROLLUP_DAYS = 7
+FRAME_EVERY_S = 30
+
+
+@dataclass
+class Services:
+    kafka: KafkaSettings
+    warehouse: WarehouseSettings
+
+    def client(self, database: str | None = None) -> Client:
+        return connect(self.warehouse, database=database)
+
+
+@contextmanager
+def embedded_services(folder: Path) -> Iterator[Services]:
+    users = folder / "users.json"
+    users.write_text(json.dumps([{"name": "bench", "password": BENCH_PASSWORD, "role": "writer"}]))
+    broker, bootstrap = start_broker(folder)
+    try:
+        server, url = start_warehouse(folder, folder, users, "default")
+        try:
+            warehouse = WarehouseSettings(url=url, username="bench", password=BENCH_PASSWORD)  # type: ignore[arg-type]
+            yield Services(KafkaSettings(bootstrap_servers=bootstrap, partitions=3), warehouse)
+        finally:
+            server.stop()
+    finally:
+        broker.stop()
+
+
+# -- sink throughput ---------------------------------------------------------------------------
+
+
+def synthetic_frames(n: int, cameras: int = 20, seed: int = 1) -> list[FrameDetections]:
+    """Frames of busy streets: 0-20 boxes each (mean ~10), riders on some motorbikes."""
+    rng = random.Random(seed)
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
+    events = []
+    for i in range(n):
+        camera = f"bench-cam-{i % cameras:02d}"
+        captured = start + timedelta(seconds=(i // cameras) * 0.5)
+        boxes = []
+        for k in range(rng.randint(0, 20)):
+            name, class_id = rng.choice(CLASSES)
+            x, y = rng.uniform(0, 1800), rng.uniform(0, 1000)
+            box = BoundingBox(x1=x, y1=y, x2=x + rng.uniform(10, 120), y2=y + rng.uniform(10, 80))
+            boxes.append(
+                Detection(
+                    class_name=name,
+                    class_id=class_id,
+                    score=round(rng.uniform(0.3, 1), 3),
+                    bbox=box,
+                    track_id=i * 100 + k,
+                )
+            )
+        events.append(
+            FrameDetections(
+                camera_id=camera,
+                frame_id=f"{camera}-{i}",
+                captured_at=captured,
+                frame_uri=f"file:///frames/{camera}/{i}.jpg",
+                width=1920,
+                height=1080,
+                model_name="bench",
+                model_version="1",
+                inferred_at=captured + timedelta(seconds=1),
+                detections=tuple(boxes),
+            )
+        )
+    return events
+
+
+def density_facts(frames: list[FrameDetections]) -> list[TrafficDensity]:
+    """One fact per camera, minute and class, as the streams job would emit at the end."""
+    windows: dict[tuple[str, datetime, str], list[int]] = {}
+    frames_in: dict[tuple[str, datetime], int] = {}
+    for event in frames:
+        minute = event.captured_at.replace(second=0, microsecond=0)
+        frames_in[(event.camera_id, minute)] = frames_in.get((event.camera_id, minute), 0) + 1
+        counts: dict[str, int] = {}
+        for d in event.detections:
+            counts[d.class_name] = counts.get(d.class_name, 0) + 1
+        for name in ("car", "motorcycle", "bicycle", "bus", "truck"):
+            totals = windows.setdefault((event.camera_id, minute, name), [0, 0])
+            totals[0] += counts.get(name, 0)
+            totals[1] = max(totals[1], counts.get(name, 0))
+    vehicle_class = {"motorcycle": "motorbike"}
+    return [
+        TrafficDensity(
+            camera_id=camera,
+            window_start=minute,
+            window_end=minute + timedelta(minutes=1),
+            vehicle_class=vehicle_class.get(name, name),
+            frames=frames_in[(camera, minute)],
+            detections=boxes,
+            mean_in_view=boxes / frames_in[(camera, minute)],
+            max_in_view=peak,
+            pcu_factor=1.0,
+            pcu=float(boxes),
+            pcu_version="bench",
+            emitted_at=minute + timedelta(minutes=1),
+        )
+        for (camera, minute, name), (boxes, peak) in windows.items()
+    ]
+
+
+def all_rows(frames: list[FrameDetections], facts: list[TrafficDensity]) -> Rows:
+    rows: Rows = {table: [] for table in COLUMNS}
+    for part in [*map(detection_rows, frames), *map(density_rows, facts)]:
+        for table, table_rows in part.items():
+            rows[table].extend(table_rows)
+    return rows
+
+
+def direct_insert_s(services: Services, rows: Rows, database: str) -> float:
+    migrate(services.client(None), database, raw_ttl_days=3650)
+    client = services.client(database)
+    started = time.perf_counter()
+    for table, table_rows in rows.items():
+        if table_rows:
+            client.insert(table, table_rows, column_names=COLUMNS[table])
+    return time.perf_counter() - started
+
+
+def sink_s(services: Services, messages: int, database: str) -> float:
+    """Time from the sink's first message to the commit of the last one."""
+    migrate(services.client(None), database, raw_ttl_days=3650)
+    settings = SinkSettings(group_id=f"bench-{database}")
+    producer = EventProducer(services.kafka, client_id="bench-sink")
+    sink = Sink(
+        lambda: services.client(database),
+        services.kafka,
+        producer,
+        settings,
+        QualityGate(),
+    )
+    stop = threading.Event()
+    worker = threading.Thread(target=sink.run, args=(stop,), daemon=True)
+    worker.start()
+    deadline = time.monotonic() + 1800
+    while sink.messages_committed < messages:
+        if not worker.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError(f"sink stopped at {sink.messages_committed} of {messages} messages")
+        time.sleep(0.02)
+    finished = time.monotonic()
+    stop.set()
+    worker.join()
+    assert sink.first_message_at is not None
+    return finished - sink.first_message_at
+
+
+def bench_sink(services: Services, frames_n: int) -> dict[str, Any]:
+    frames = synthetic_frames(frames_n)
+    facts = density_facts(frames)
+    rows = all_rows(frames, facts)
+    total_rows = sum(len(r) for r in rows.values())
+    ensure_topics(services.kafka, TOPICS)
+    producer = EventProducer(services.kafka, client_id="bench-publisher")
+    for event in frames:
+        producer.publish(DETECTIONS_TOPIC, event.camera_id, event)
+    for fact in facts:
+        producer.publish(TRAFFIC_DENSITY_TOPIC, fact.camera_id, fact)
+    producer.flush()
+    print(f"sink: {len(frames)} frames + {len(facts)} facts published = {total_rows} rows")
+
+    direct = min(direct_insert_s(services, rows, f"bench_direct_{i}") for i in range(2))
+    loaded = sink_s(services, len(frames) + len(facts), "bench_sink")
+    stored = services.client("bench_sink").query(
+        "SELECT (SELECT count() FROM frames) + (SELECT count() FROM detections) "
+        "+ (SELECT count() FROM traffic_density_1m)"
+    )
+    stored_rows = int(stored.result_rows[0][0])
+    if stored_rows != total_rows:
+        raise RuntimeError(f"the sink stored {stored_rows} rows, expected {total_rows}")
+    result = {
+        "messages": len(frames) + len(facts),
+        "rows": total_rows,
+        "direct_bulk_insert_s": round(direct, 3),
+        "direct_rows_per_s": round(total_rows / direct),
+        "sink_s": round(loaded, 3),
+        "sink_rows_per_s": round(total_rows / loaded),
+        "sink_over_direct": round(direct / loaded, 3),
+        "target_sink_over_direct": 0.8,
+        "sink_settings": SinkSettings().model_dump(mode="json"),
+    }
+    print(
+        f"sink {result['sink_rows_per_s']} rows/s, direct {result['direct_rows_per_s']} rows/s: "
+        f"ratio {result['sink_over_direct']}"
+    )
+    return result
+
+
+# -- rollup query latency ----------------------------------------------------------------------
+
+ROLLUP_QUERIES: dict[str, str] = {
+    # planners' per-minute views
+    "minute_one_camera_one_day": (
+        "SELECT window_start, sum(detections) AS vehicles, sum(pcu) AS pcu "
+        "FROM traffic_density_1m FINAL WHERE camera_id = 'cam-07' "
+        "AND window_start >= {day:DateTime} AND window_start < {day:DateTime} + INTERVAL 1 DAY "
+        "GROUP BY window_start ORDER BY window_start"
+    ),
+    "minute_busiest_cameras_last_hour": (
+        "SELECT camera_id, sum(detections) AS vehicles FROM traffic_density_1m FINAL "
+        "WHERE window_start >= {last_hour:DateTime} GROUP BY camera_id "
+        "ORDER BY vehicles DESC LIMIT 10"
+    ),
+    # hourly and daily rollups
+    "hourly_profile_all_cameras_week": (
+        "SELECT toHour(hour) AS hour_of_day, vehicle_class, avg(mean_in_view) AS mean_in_view "
+        "FROM traffic_density_1h GROUP BY hour_of_day, vehicle_class ORDER BY ALL"
+    ),
+    "hourly_one_camera_week": (
+        "SELECT hour, sum(detections) AS vehicles, sum(pcu) AS pcu FROM traffic_density_1h "
+        "WHERE camera_id = 'cam-07' GROUP BY hour ORDER BY hour"
+    ),
+    "daily_busiest_cameras": (
+        "SELECT camera_id, sum(pcu) AS pcu FROM traffic_density_1d GROUP BY camera_id "
+        "ORDER BY pcu DESC LIMIT 10"
+    ),
+    # baseline: the hourly profile without rollups, from the raw detections
+    "raw_hourly_profile_all_cameras_week": (
+        "SELECT toHour(captured_at) AS hour_of_day, class_name, count() / uniqExact(frame_id) "
+        "AS mean_in_view FROM detections GROUP BY hour_of_day, class_name ORDER BY ALL"
+    ),
+}
+
+
+def load_rollup_data(client: Client, detection_rows_n: int) -> datetime:
+    """Fill detections (and frames, facts) in the warehouse itself; returns the first day."""
+    frames_per_camera = ROLLUP_DAYS * 86400 // FRAME_EVERY_S
+    boxes_per_frame = -(-detection_rows_n // (ROLLUP_CAMERAS * frames_per_camera))
+    first = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    first -= timedelta(days=ROLLUP_DAYS)
+    start = first.strftime("%Y-%m-%d %H:%M:%S")
+    frame = (
+        f"intDiv(number, {boxes_per_frame}) AS f, "
+        f"concat('cam-', leftPad(toString(f % {ROLLUP_CAMERAS}), 2, '0')) AS cam, "
+        f"toDateTime64('{start}', 3, 'UTC') + toIntervalSecond(intDiv(f, {ROLLUP_CAMERAS}) "
+        f"* {FRAME_EVERY_S}) AS ts"
+    )
+    total = ROLLUP_CAMERAS * frames_per_camera * boxes_per_frame
+    client.command(
+        "INSERT INTO detections (camera_id, frame_id, captured_at, det_index, class_name, "
+        "class_id, score, x1, y1, x2, y2, track_id, model_name, model_version) "
+        f"SELECT cam, concat(cam, '-', toString(f)), ts, number % {boxes_per_frame}, "
+        "['car','motorcycle','motorcycle','motorcycle','bicycle','bus','truck','person']"
+        "[(cityHash64(number) % 8) + 1], 3, 0.5 + (number % 50) / 100, 10, 10, 60, 60, "
+        f"number, 'bench', '1' FROM (SELECT number, {frame} FROM numbers({total}))",
+        settings={"max_insert_threads": 2},
+    )
+    client.command(
+        "INSERT INTO frames (camera_id, frame_id, captured_at, frame_uri, width, height, "
+        "model_name, model_version, inferred_at, detections) "
+        "SELECT camera_id, frame_id, captured_at, 'file:///bench', 1920, 1080, 'bench', '1', "
+        "captured_at, count() FROM detections GROUP BY camera_id, frame_id, captured_at"
+    )
+    client.command(
+        "INSERT INTO traffic_density_1m (camera_id, window_start, window_end, vehicle_class, "
+        "frames, detections, mean_in_view, max_in_view, pcu_factor, pcu, pcu_version, "
+        "emitted_at) "
+        "SELECT camera_id, window_start, window_start + INTERVAL 1 MINUTE, vehicle_class, "
+        "frames, boxes, boxes / frames, peak, factor, boxes * factor, 'bench', "
+        "window_start + INTERVAL 1 MINUTE FROM ("
+        " SELECT camera_id, toStartOfMinute(captured_at) AS window_start,"
+        " if(class_name = 'motorcycle', 'motorbike', class_name) AS vehicle_class,"
+        " uniqExact(frame_id) AS frames, count() AS boxes, 1 AS peak,"
+        " multiIf(class_name = 'motorcycle', 0.3, class_name = 'bicycle', 0.2,"
+        " class_name IN ('bus', 'truck'), 2.5, 1.0) AS factor"
+        " FROM detections WHERE class_name != 'person'"
+        " GROUP BY camera_id, window_start, vehicle_class, factor)"
+    )
+    return first
+
+
+def wait_for_rollups(client: Client, timeout_s: float = 600) -> float:
+    """Seconds until the refreshed hourly and daily rollups hold every minute fact."""
+    started = time.perf_counter()
+    sql = (
+        "SELECT (SELECT sum(detections) FROM traffic_density_1m FINAL), "
+        "(SELECT sum(detections) FROM traffic_density_1h), "
+        "(SELECT sum(detections) FROM traffic_density_1d)"
+    )
+    while len(set(client.query(sql).result_rows[0])) > 1:
+        if time.perf_counter() - started > timeout_s:
+            raise RuntimeError("the rollups did not catch up with the minute facts")
+        time.sleep(0.5)
+    return time.perf_counter() - started
+
+
+def timed(client: Client, sql: str, params: dict[str, Any], repeats: int) -> dict[str, Any]:
+    client.query(sql, parameters=params)  # warm-up: caches, marks
+    samples = []
+    rows = 0
+    for _ in range(repeats):
+        started = time.perf_counter()
+        rows = len(client.query(sql, parameters=params).result_rows)
+        samples.append(time.perf_counter() - started)
+    return {
+        "median_ms": round(statistics.median(samples) * 1000, 1),
+        "max_ms": round(max(samples) * 1000, 1),
+        "rows_returned": rows,
+    }
+
+
+def bench_rollups(services: Services, detection_rows_n: int, repeats: int) -> dict[str, Any]:
+    database = "bench_rollups"
+    migrate(services.client(None), database, raw_ttl_days=3650)
+    client = services.client(database)
+    started = time.perf_counter()
+    first = load_rollup_data(client, detection_rows_n)
+    load_s = time.perf_counter() - started
+    refresh_s = wait_for_rollups(client)
+    counts = {
+        table: int(client.query(f"SELECT count() FROM {table}").result_rows[0][0])
+        for table in ("detections", "frames", "traffic_density_1m", "traffic_density_1h")
+    }
+    print(f"rollups: loaded {counts} in {load_s:.1f}s, rolled up {refresh_s:.1f}s later")
+    last = first + timedelta(days=ROLLUP_DAYS)
+    params = {"day": first + timedelta(days=3), "last_hour": last - timedelta(hours=1)}
+    params = {k: v.replace(tzinfo=None) for k, v in params.items()}
+    latency = {name: timed(client, sql, params, repeats) for name, sql in ROLLUP_QUERIES.items()}
+    raw = latency["raw_hourly_profile_all_cameras_week"]["median_ms"]
+    rollup = latency["hourly_profile_all_cameras_week"]["median_ms"]
+    for name, figures in latency.items():
+        print(f"  {name}: median {figures['median_ms']} ms, max {figures['max_ms']} ms")
+    return {
+        "rows": counts,
+        "load_s": round(load_s, 1),
+        "rollups_complete_after_load_s": round(refresh_s, 1),
+        "repeats": repeats,
+        "queries": {name: {"sql": ROLLUP_QUERIES[name], **f} for name, f in latency.items()},
+        "hourly_rollup_over_raw": round(rollup / raw, 4) if raw else None,
+    }
+
+
+def environment() -> dict[str, Any]:
+    import chdb
+
+    return {
+        "cpus": os.cpu_count(),
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+        "chdb": chdb.__version__,
+        "at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--frames", type=int, default=20_000, help="FrameDetections for the sink")
+    parser.add_argument("--detection-rows", type=int, default=10_000_000)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--out", type=Path, default=Path(".data/bench/warehouse.json"))
+    args = parser.parse_args(argv)
+    with (
+        tempfile.TemporaryDirectory(prefix="citycam-bench-") as tmp,
+        embedded_services(Path(tmp)) as services,
+    ):
+        results = {
+            "benchmark": "warehouse",
+            "environment": environment(),
+            "sink": bench_sink(services, args.frames),
+            "rollups": bench_rollups(services, args.detection_rows, args.repeats),
+        }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
