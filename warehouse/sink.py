@@ -211,15 +211,22 @@ class Batch:
     sources: dict[str, list[Message]] = field(default_factory=lambda: {t: [] for t in COLUMNS})
     messages: list[Message] = field(default_factory=list)
     opened_at: float = field(default_factory=time.monotonic)
+    _digest: str | None = field(default=None, init=False, repr=False)
 
     def token(self, table: str) -> str:
-        """Deterministic per batch content: the offset range of every partition in it."""
-        ranges: dict[tuple[str, int], list[int]] = {}
-        for m in self.messages:
-            span = ranges.setdefault((m.topic() or "", m.partition() or 0), [m.offset() or 0] * 2)
-            span[0], span[1] = min(span[0], m.offset() or 0), max(span[1], m.offset() or 0)
-        described = ";".join(f"{t}/{p}:{a}-{b}" for (t, p), (a, b) in sorted(ranges.items()))
-        return hashlib.sha256(f"{table}|{described}".encode()).hexdigest()
+        """Deterministic per batch content: every message's position and bytes.
+
+        Positions alone are not enough: offsets start again at 0 when a topic is recreated
+        or an in-memory broker restarts, and the server would then drop a new batch as a
+        repeat of an old one with the same offsets (found by the demo: rows lost silently).
+        """
+        if self._digest is None:
+            digest = hashlib.sha256()
+            for m in sorted(self.messages, key=lambda m: (m.topic(), m.partition(), m.offset())):
+                digest.update(f"{m.topic()}/{m.partition()}@{m.offset()}:".encode())
+                digest.update(hashlib.sha256(m.value() or b"").digest())
+            self._digest = digest.hexdigest()
+        return hashlib.sha256(f"{table}|{self._digest}".encode()).hexdigest()
 
     def add(self, message: Message, rows: Rows) -> None:
         self.messages.append(message)
