@@ -39,6 +39,10 @@ test: setup footage
 	$(BIN)/python -m schemas.generate --check
 	$(BIN)/python -m pytest -q
 
+# Benchmarks write JSON to .data/bench/ (ratios against baselines measured in the same run).
+bench: setup footage
+	$(BIN)/python -m warehouse.bench --out .data/bench/warehouse.json
+
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .

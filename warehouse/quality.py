@@ -175,6 +175,8 @@ class QualityGate:
         """`parameters` override the suites' `$PARAMETER` defaults (meta.citycam.parameters)
         by name, in every suite; `clock` gives `now` for derived columns."""
         os.environ["GX_ANALYTICS_ENABLED"] = "false"  # never phone home
+        # GE logs hundreds of INFO lines at start-up; keep a stage's log readable
+        logging.getLogger("great_expectations").setLevel(logging.WARNING)
         import great_expectations as gx
         from great_expectations.core.expectation_suite import ExpectationSuiteSchema
         from great_expectations.data_context.types.base import ProgressBarsConfig
