@@ -41,6 +41,7 @@ test: setup footage
 
 # Benchmarks write JSON to .data/bench/ (ratios against baselines measured in the same run).
 bench: setup footage
+	$(BIN)/python -m inference.bench --out .data/bench/inference.json
 	$(BIN)/python -m warehouse.bench --out .data/bench/warehouse.json
 
 lint: setup
