@@ -342,6 +342,7 @@ def cmd_infer(args: argparse.Namespace) -> int:
 def cmd_streams(args: argparse.Namespace) -> int:
     settings = get_settings()
     start_metrics(args.metrics_port, settings)
+    from streams import alerts_app  # noqa: F401  (registers the alert agents on app)
     from streams.app import app
 
     # faust reads its own command line: run a worker, without its web server (port 6066).
@@ -362,8 +363,13 @@ def cmd_sink(args: argparse.Namespace) -> int:
     producer = EventProducer(settings.kafka, client_id="citycam-sink")
     gate = None
     if settings.sink.quality_gate:
-        classes = sorted(set(settings.streams.vehicle_classes.values()))
-        gate = QualityGate(parameters={"vehicle_classes": classes})
+        streams = settings.streams
+        gate = QualityGate(
+            parameters={
+                "vehicle_classes": sorted(set(streams.vehicle_classes.values())),
+                "road_user_classes": sorted(set(streams.road_user_classes.values())),
+            }
+        )
     sink = Sink(lambda: connect(settings.warehouse), settings.kafka, producer, settings.sink, gate)
     sink.run(stop)
     return 0

@@ -9,11 +9,20 @@ come from the environment or that git-ignored env file.
 from __future__ import annotations
 
 import os
+from datetime import date
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Self
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AwareDatetime, BaseModel, Field, SecretStr, field_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -132,6 +141,150 @@ class SinkSettings(BaseModel):
     )
 
 
+def positive_factors(factors: dict[str, float]) -> dict[str, float]:
+    bad = {k: v for k, v in factors.items() if v <= 0}
+    if bad:
+        raise ValueError(f"PCU factors must be > 0, got {bad}")
+    return factors
+
+
+class PcuTable(BaseModel):
+    """A versioned table of passenger-car-unit factors per vehicle class."""
+
+    version: str = Field(min_length=1, description="Stored with every fact that applied it.")
+    factors: dict[str, float]
+
+    @field_validator("factors")
+    @classmethod
+    def _positive(cls, factors: dict[str, float]) -> dict[str, float]:
+        return positive_factors(factors)
+
+
+# TCVN 4054:2005 table 2, factors for converting vehicles to passenger cars. The standard is
+# for roads outside cities and gives them per terrain: plain and hilly terrain (the default,
+# with motorbike 0.3 as Vietnamese practice applies it to city counts too) and mountainous.
+# Buses and trucks take the large (3+ axle, 25+ seat) row: a camera cannot tell axles.
+TCVN_4054_PLAIN = PcuTable(
+    version="tcvn4054-2005",
+    factors={"car": 1.0, "motorbike": 0.3, "bicycle": 0.2, "bus": 2.5, "truck": 2.5},
+)
+TCVN_4054_MOUNTAIN = PcuTable(
+    version="tcvn4054-2005-mountain",
+    factors={"car": 1.0, "motorbike": 0.2, "bicycle": 0.2, "bus": 3.0, "truck": 3.0},
+)
+
+
+class AlertSettings(BaseModel):
+    """Congestion and abnormal-flow alerts (streams.alerts): thresholds with hysteresis.
+
+    An episode opens when its open condition holds for `*_open_minutes` minutes in a row and
+    closes when its looser hold condition fails for `*_close_minutes` in a row, so a measure
+    hovering around one threshold never makes an alert flap.
+    """
+
+    settle_minutes: int = Field(
+        default=2,
+        ge=1,
+        le=30,
+        description="A minute is evaluated once facts this many minutes later arrived from the "
+        "same camera (by then its last re-emission is in); later facts for it are ignored.",
+    )
+    source_timeout_s: float = Field(
+        default=180.0,
+        gt=0,
+        description="A camera's zone or line facts unheard of this long (wall clock) stop "
+        "holding back the judgement of its minutes until they come back.",
+    )
+    max_gap_minutes: int = Field(
+        default=10,
+        ge=1,
+        description="Minutes without data that close an open episode at its last known minute.",
+    )
+    min_frames: int = Field(default=3, ge=1, description="Fewer frames in a minute: no reading.")
+    ongoing_every_minutes: int = Field(
+        default=15,
+        ge=0,
+        description="Re-publish an open episode this often (0: only when its severity rises).",
+    )
+    severity_medium: float = Field(
+        default=1.5, gt=1, description="Worst minute this many times past the open threshold."
+    )
+    severity_high: float = Field(default=2.0, gt=1)
+    timezone: str = Field(
+        default="Asia/Ho_Chi_Minh", description="Local time for hour-of-day and day type."
+    )
+    holidays: list[date] = Field(
+        default=[], description="Local dates whose flow is learned and judged as a weekend's."
+    )
+    # Congestion, per zone: the zone's mean PCU (pedestrians weigh 0) and occupied share, and
+    # the camera's mean crossing speed where it is calibrated and enough vehicles crossed.
+    congestion_skip_zone_kinds: list[str] = Field(
+        default=["parking", "footway"], description="Zone kinds never judged for congestion."
+    )
+    congestion_open_share: float = Field(default=0.9, gt=0, le=1)
+    congestion_open_mean_pcu: float = Field(default=3.0, gt=0)
+    congestion_open_speed_kmh: float = Field(default=10.0, gt=0)
+    congestion_close_share: float = Field(default=0.7, gt=0, le=1)
+    congestion_close_mean_pcu: float = Field(default=1.5, gt=0)
+    congestion_close_speed_kmh: float = Field(default=20.0, gt=0)
+    congestion_open_minutes: int = Field(default=3, ge=1)
+    congestion_close_minutes: int = Field(default=5, ge=1)
+    speed_min_samples: int = Field(
+        default=3, ge=1, description="Fewer crossings with a speed in a minute: speed unknown."
+    )
+    # Abnormal flow, per camera: PCU per hour over all its lines, smoothed over
+    # `flow_window_minutes`, against an exponentially weighted mean and variance learned per
+    # local hour of day and day type (weekday; weekend or holiday).
+    flow_window_minutes: int = Field(default=10, ge=1, le=60)
+    flow_open_z: float = Field(default=4.0, gt=0)
+    flow_close_z: float = Field(default=2.0, ge=0)
+    flow_open_change: float = Field(
+        default=0.5, ge=0, description="...and at least this far from the baseline, relatively."
+    )
+    flow_close_change: float = Field(default=0.25, ge=0)
+    flow_open_minutes: int = Field(default=5, ge=1)
+    flow_close_minutes: int = Field(default=10, ge=1)
+    flow_min_history_days: int = Field(
+        default=3, ge=1, description="Days a time-of-day bucket must have seen before it alerts."
+    )
+    flow_halflife_days: float = Field(
+        default=14.0, gt=0, description="Half-life of the baseline, in days of the bucket's data."
+    )
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, name: str) -> str:
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {name!r}") from None
+        return name
+
+    @model_validator(mode="after")
+    def _hysteresis(self) -> Self:
+        looser = [
+            ("congestion_close_share", self.congestion_close_share <= self.congestion_open_share),
+            (
+                "congestion_close_mean_pcu",
+                self.congestion_close_mean_pcu <= self.congestion_open_mean_pcu,
+            ),
+            (
+                "congestion_close_speed_kmh",
+                self.congestion_close_speed_kmh >= self.congestion_open_speed_kmh,
+            ),
+            ("flow_close_z", self.flow_close_z <= self.flow_open_z),
+            ("flow_close_change", self.flow_close_change <= self.flow_open_change),
+            ("severity_high", self.severity_high >= self.severity_medium),
+        ]
+        bad = [name for name, ok in looser if not ok]
+        if bad:
+            raise ValueError(
+                f"{', '.join(bad)}: close thresholds must be looser than open ones "
+                "(and severity_high >= severity_medium)"
+            )
+        return self
+
+
 class StreamsSettings(BaseModel):
     window_s: int = Field(default=60, ge=1, description="Tumbling window length.")
     window_expires_s: int = Field(default=3600, ge=60, description="How late a window updates.")
@@ -147,30 +300,73 @@ class StreamsSettings(BaseModel):
         "bus": "bus",
         "truck": "truck",
     }
-    # Passenger-car-unit factors, TCVN 4054:2005 (plain terrain); motorbike 0.3 as in
-    # Vietnamese practice.
-    pcu_version: str = "tcvn4054-2005"
-    pcu_factors: dict[str, float] = {
-        "car": 1.0,
-        "motorbike": 0.3,
-        "bicycle": 0.2,
-        "bus": 2.5,
-        "truck": 2.5,
-    }
+    # Detector label -> class of road users that are not vehicles (PCU 0). They are counted
+    # at lines and in zones, not in density; a person riding a vehicle is never one of them.
+    pedestrian_classes: dict[str, str] = {"person": "pedestrian"}
+    # Passenger-car-unit factors: the default table (used for road classes without their own)
+    # and tables per camera road_class (the registry's value, matched exactly).
+    pcu_version: str = TCVN_4054_PLAIN.version
+    pcu_factors: dict[str, float] = TCVN_4054_PLAIN.factors
+    pcu_tables: dict[str, PcuTable] = Field(
+        default={"mountain": TCVN_4054_MOUNTAIN},
+        description="PCU table per camera road_class; other road classes use pcu_factors.",
+    )
+    # Line crossings (streams.crossings).
+    crossing_band_px: float = Field(
+        default=4.0,
+        ge=0,
+        description="Dead band each side of a counting line, in pixels of the geometry's "
+        "frame_size: an anchor this close to the line is on neither side, so box jitter of a "
+        "road user standing near the line is not counted as crossings.",
+    )
+    track_forget_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="A track unseen this long is forgotten (its state leaves the table).",
+    )
+    speed_span_s: float = Field(
+        default=2.0,
+        gt=0,
+        description="Speed at a crossing: ground distance over at most this much of the "
+        "track's anchor history before it.",
+    )
+    speed_min_span_s: float = Field(
+        default=0.4, gt=0, description="Less anchor history than this gives no speed."
+    )
+
+    alerts: AlertSettings = Field(
+        default_factory=AlertSettings, description="Congestion and abnormal-flow alerts."
+    )
 
     @field_validator("pcu_factors")
     @classmethod
     def _positive(cls, factors: dict[str, float]) -> dict[str, float]:
-        bad = {k: v for k, v in factors.items() if v <= 0}
-        if bad:
-            raise ValueError(f"PCU factors must be > 0, got {bad}")
-        return factors
+        return positive_factors(factors)
 
     def factor(self, vehicle_class: str) -> float:
         try:
             return self.pcu_factors[vehicle_class]
         except KeyError:
             raise KeyError(f"no PCU factor for vehicle class {vehicle_class!r}") from None
+
+    def pcu_table(self, road_class: str | None) -> PcuTable:
+        """The PCU table for a camera's road class (the default table if it has none)."""
+        if road_class is not None and road_class in self.pcu_tables:
+            return self.pcu_tables[road_class]
+        return PcuTable(version=self.pcu_version, factors=self.pcu_factors)
+
+    @property
+    def road_user_classes(self) -> dict[str, str]:
+        """Detector label -> class for everything counted at lines and in zones."""
+        return {**self.pedestrian_classes, **self.vehicle_classes}
+
+    def pcu_factor(self, table: PcuTable, road_user_class: str) -> float:
+        """The class's factor in the table; 0 for pedestrians, KeyError for unknown vehicles."""
+        if road_user_class in table.factors:
+            return table.factors[road_user_class]
+        if road_user_class in self.pedestrian_classes.values():
+            return 0.0
+        raise KeyError(f"PCU table {table.version} has no factor for {road_user_class!r}")
 
 
 class Settings(BaseSettings):

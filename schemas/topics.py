@@ -9,9 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from schemas._base import Event
+from schemas.alerts import TrafficAlert
 from schemas.deadletter import DeadLetter
 from schemas.detections import FrameDetections
-from schemas.facts import TrafficDensity
+from schemas.facts import LineCrossings, TrafficDensity, ZoneOccupancy
 from schemas.frames import FrameRef
 
 HOUR_MS = 3_600_000
@@ -51,6 +52,28 @@ TRAFFIC_DENSITY = TopicSpec(
     retention_ms=7 * 24 * HOUR_MS,
     description="Per camera, class and minute: vehicles in view and PCU.",
 )
+LINE_CROSSINGS = TopicSpec(
+    name="citycam.facts.line-crossings.v1",
+    key="camera_id",
+    schema=LineCrossings,
+    retention_ms=7 * 24 * HOUR_MS,
+    description="Per camera, counting line, direction, class and minute: crossings, PCU "
+    "flow and ground speed.",
+)
+ZONE_OCCUPANCY = TopicSpec(
+    name="citycam.facts.zone-occupancy.v1",
+    key="camera_id",
+    schema=ZoneOccupancy,
+    retention_ms=7 * 24 * HOUR_MS,
+    description="Per camera, zone and minute: road users inside the zone and its occupied share.",
+)
+ALERTS = TopicSpec(
+    name="citycam.alerts.v1",
+    key="camera_id",
+    schema=TrafficAlert,
+    retention_ms=30 * 24 * HOUR_MS,
+    description="Congestion and abnormal-flow episodes per camera: open, ongoing, closed.",
+)
 DEAD_LETTERS = TopicSpec(
     name="citycam.dead-letters.v1",
     key="source topic key",
@@ -59,7 +82,15 @@ DEAD_LETTERS = TopicSpec(
     description="Messages a stage refused, with the reason and the original bytes.",
 )
 
-TOPICS: tuple[TopicSpec, ...] = (FRAMES, DETECTIONS, TRAFFIC_DENSITY, DEAD_LETTERS)
+TOPICS: tuple[TopicSpec, ...] = (
+    FRAMES,
+    DETECTIONS,
+    TRAFFIC_DENSITY,
+    LINE_CROSSINGS,
+    ZONE_OCCUPANCY,
+    ALERTS,
+    DEAD_LETTERS,
+)
 
 
 def topic_by_name(name: str) -> TopicSpec:

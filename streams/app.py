@@ -1,4 +1,9 @@
-"""The streams job: detections -> per-minute traffic-density facts, as a Faust app.
+"""The streams job: detections -> per-minute facts, as a Faust app.
+
+Facts: traffic density per camera and class (streams.density), and, for cameras whose
+registry entry has geometry, line crossings per line, direction and class and occupancy per
+zone (streams.counting). One agent reads the detections once: a refused message is
+dead-lettered once, and every frame feeds both.
 
 Emission model: a window's facts are re-emitted whenever it changed, at most every
 flush_interval_s, and once more after a rebalance (state may have moved). Every emission
@@ -19,16 +24,23 @@ import faust
 from faust.types import EventT
 from prometheus_client import Counter
 
+from citycam.cameras import load_cameras
 from citycam.config import KafkaSettings, Settings, get_settings
 from schemas import (
     DEAD_LETTERS_TOPIC,
     DETECTIONS_TOPIC,
+    LINE_CROSSINGS_TOPIC,
     TRAFFIC_DENSITY_TOPIC,
+    ZONE_OCCUPANCY_TOPIC,
     ContractError,
     DeadLetter,
     FrameDetections,
+    LineCrossings,
+    ZoneOccupancy,
 )
+from streams.counting import count_frame, stale_tracks, tracked_road_users, window_facts
 from streams.density import add_frame, facts_for, parse_window_key, window_key, window_start
+from streams.layout import Layouts
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +49,12 @@ DUPLICATES = Counter("citycam_streams_duplicates", "Redelivered frames skipped",
 LATE = Counter("citycam_streams_late_frames", "Frames older than the window expiry", ["camera"])
 FACTS = Counter("citycam_streams_facts", "Density facts emitted", ["camera"])
 DEAD = Counter("citycam_streams_dead_letters", "Detection messages refused")
+CROSSINGS = Counter(
+    "citycam_streams_line_crossings", "Line crossings counted", ["camera", "line", "direction"]
+)
+GEOMETRY_FACTS = Counter(
+    "citycam_streams_geometry_facts", "Line-crossing and zone-occupancy facts emitted", ["camera"]
+)
 
 
 def broker_options(kafka: KafkaSettings) -> dict[str, Any]:
@@ -93,24 +111,40 @@ app = create_app(settings)
 detections_topic = app.topic(DETECTIONS_TOPIC.name, key_serializer="raw", value_serializer="raw")
 facts_topic = app.topic(TRAFFIC_DENSITY_TOPIC.name, key_serializer="raw", value_serializer="raw")
 dead_letter_topic = app.topic(DEAD_LETTERS_TOPIC.name, key_serializer="raw", value_serializer="raw")
+crossings_topic = app.topic(LINE_CROSSINGS_TOPIC.name, key_serializer="raw", value_serializer="raw")
+occupancy_topic = app.topic(ZONE_OCCUPANCY_TOPIC.name, key_serializer="raw", value_serializer="raw")
 
 # Window states keyed "camera|window_start"; the changelog follows the source partition.
-windows = app.Table("traffic-density-windows", default=None, key_type=str, value_type=dict)
+windows = app.Table("traffic-density-windows", default=None, key_type=str, value_type=None)
 
 dirty: set[str] = set()  # windows changed since their last emission
 camera_windows: dict[str, set[int]] = {}  # in-memory index of the table, for expiry
 _refresh_all = True  # re-emit everything this worker holds once state is (re)assigned
 
+# Line crossings and zone occupancy. Windows keyed "camera|window_start" as above; the state
+# of each track keyed "camera|track_id", so a restarted worker resumes its tracks. Both tables'
+# changelogs follow the source partition (frames are keyed by camera), so one worker owns a
+# camera's windows and tracks together. The registry is read once, at start.
+layouts = Layouts(load_cameras(settings.cameras_file), settings.streams)
+geometry_windows = app.Table("geometry-windows", default=None, key_type=str, value_type=None)
+tracks = app.Table("line-crossing-tracks", default=None, key_type=str, value_type=None)
+geometry_dirty: set[str] = set()
+camera_geometry_windows: dict[str, set[int]] = {}  # in-memory index of geometry_windows
+camera_tracks: dict[str, dict[int, float]] = {}  # in-memory index of tracks: id -> last seen
+_refresh_geometry = True
+
 
 @app.on_rebalance_complete.connect  # type: ignore[arg-type]  # faust's stub omits async receivers
 async def _after_rebalance(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
-    global _refresh_all
-    _refresh_all = True
+    global _refresh_all, _refresh_geometry
+    _refresh_all = _refresh_geometry = True
     camera_windows.clear()
+    camera_geometry_windows.clear()
+    camera_tracks.clear()
 
 
 @app.agent(detections_topic)
-async def count_density(stream: faust.StreamT) -> None:
+async def count_detections(stream: faust.StreamT) -> None:
     async for event in stream.events():
         await handle(event)
 
@@ -121,6 +155,11 @@ async def handle(event: EventT) -> None:
     except ContractError as exc:
         await dead_letter(event, exc.reason)
         return
+    count_density(frame)
+    count_geometry(frame)
+
+
+def count_density(frame: FrameDetections) -> None:
     ts = frame.captured_at.timestamp()
     start = window_start(ts, settings.streams.window_s)
     known = windows_of(frame.camera_id)
@@ -138,6 +177,71 @@ async def handle(event: EventT) -> None:
     known.add(start)
     FRAMES_COUNTED.labels(frame.camera_id).inc()
     expire(frame.camera_id, known, newest)
+
+
+def count_geometry(frame: FrameDetections) -> None:
+    """Line crossings and zone occupancy of one frame (cameras with geometry only)."""
+    layout = layouts.get(frame.camera_id, frame.width, frame.height)
+    if layout is None or not layout.counts_anything:
+        return
+    camera_id, ts = frame.camera_id, frame.captured_at.timestamp()
+    start = window_start(ts, settings.streams.window_s)
+    known = geometry_windows_of(camera_id)
+    newest = max(known, default=start)
+    if start < newest - settings.streams.window_expires_s:
+        return  # LATE counted by density
+    key = window_key(camera_id, start)
+    states = {
+        t: tracks.get(track_key(camera_id, t)) for t in tracked_road_users(frame, settings.streams)
+    }
+    result = count_frame(frame, layout, geometry_windows.get(key), states, settings.streams)
+    geometry_dirty.add(key)
+    if result is None:
+        return  # a redelivery
+    # The window first: if the worker dies between the two writes, a redelivered frame is
+    # skipped by the window and its tracks count their crossing on their next frame instead.
+    geometry_windows[key] = result.window
+    seen = tracks_of(camera_id)
+    for track_id, state in result.tracks.items():
+        tracks[track_key(camera_id, track_id)] = state
+        seen[track_id] = ts
+    for track_id in stale_tracks(seen, ts, settings.streams):
+        tracks.pop(track_key(camera_id, track_id), None)
+        del seen[track_id]
+    for crossing in result.crossings:
+        CROSSINGS.labels(camera_id, crossing.line_id, crossing.direction).inc()
+    known.add(start)
+    for old in [s for s in known if s < newest - settings.streams.window_expires_s]:
+        old_key = window_key(camera_id, old)
+        if old_key not in geometry_dirty:  # else emit its final facts first
+            geometry_windows.pop(old_key, None)
+            known.discard(old)
+
+
+def track_key(camera_id: str, track_id: int) -> str:
+    return f"{camera_id}|{track_id}"
+
+
+def geometry_windows_of(camera_id: str) -> set[int]:
+    if camera_id not in camera_geometry_windows:
+        keys = list(geometry_windows.keys())
+        camera_geometry_windows[camera_id] = {
+            start for cam, start in map(parse_window_key, keys) if cam == camera_id
+        }
+    return camera_geometry_windows[camera_id]
+
+
+def tracks_of(camera_id: str) -> dict[int, float]:
+    """The camera's tracks in the table and when each was last seen (capture time)."""
+    if camera_id not in camera_tracks:
+        index: dict[int, float] = {}
+        for key in list(tracks.keys()):
+            cam, track_id = key.rsplit("|", 1)
+            state = tracks.get(key)
+            if cam == camera_id and state is not None:
+                index[int(track_id)] = state["ts"]
+        camera_tracks[camera_id] = index
+    return camera_tracks[camera_id]
 
 
 def windows_of(camera_id: str) -> set[int]:
@@ -187,3 +291,33 @@ async def flush_changed_windows() -> None:
                 timestamp=fact.window_start.timestamp(),
             )
             FACTS.labels(camera_id).inc()
+
+
+@app.timer(interval=settings.streams.flush_interval_s)
+async def flush_changed_geometry_windows() -> None:
+    """Line-crossing and zone-occupancy facts of changed windows, as density's timer does."""
+    global _refresh_geometry
+    if _refresh_geometry:
+        geometry_dirty.update(geometry_windows.keys())
+        _refresh_geometry = False
+    emitted_at = datetime.now(UTC)
+    for key in list(geometry_dirty):
+        geometry_dirty.discard(key)
+        state = geometry_windows.get(key)
+        if state is None:
+            continue
+        camera_id, start = parse_window_key(key)
+        width, height = state["size"]
+        layout = layouts.get(camera_id, width, height)
+        if layout is None:
+            continue  # not in this worker's registry any more
+        for fact in window_facts(camera_id, start, state, layout, settings.streams, emitted_at):
+            await send_fact(fact)
+            GEOMETRY_FACTS.labels(camera_id).inc()
+
+
+async def send_fact(fact: LineCrossings | ZoneOccupancy) -> None:
+    topic = crossings_topic if isinstance(fact, LineCrossings) else occupancy_topic
+    await topic.send(
+        key=fact.camera_id.encode(), value=fact.to_bytes(), timestamp=fact.window_start.timestamp()
+    )

@@ -10,7 +10,7 @@ Exactly-once effect from at-least-once delivery, in two layers:
    whatever batch it lands in, collapses to one row: reads with FINAL are exact at once,
    and merges remove the copies at rest. This is what correctness rests on, because a batch
    re-delivered after a crash need not have the same boundaries as the one that was lost.
-2. Each insert carries an `insert_deduplication_token` derived from the batch's offset
+2. Each insert carries an `insert_deduplication_token` derived from the batch's messages
    ranges, and the tables keep a deduplication window: a retried insert of the very same
    batch (the server wrote it but the acknowledgement was lost) is dropped by the server
    before it reaches materialized views or needs a merge.
@@ -38,15 +38,21 @@ from prometheus_client import Counter
 from citycam.config import KafkaSettings, SinkSettings
 from citycam.kafka import DeadLetterQueue, EventProducer, commit_processed, consumer_config, is_data
 from schemas import (
+    ALERTS_TOPIC,
     DEAD_LETTERS_TOPIC,
     DETECTIONS_TOPIC,
+    LINE_CROSSINGS_TOPIC,
     TRAFFIC_DENSITY_TOPIC,
+    ZONE_OCCUPANCY_TOPIC,
     ContractError,
     DeadLetter,
     Event,
     FrameDetections,
+    LineCrossings,
     TopicSpec,
+    TrafficAlert,
     TrafficDensity,
+    ZoneOccupancy,
 )
 from warehouse.quality import QUARANTINE_COLUMNS, QualityGate, quarantine_row
 
@@ -117,6 +123,89 @@ def density_rows(fact: TrafficDensity) -> Rows:
     }
 
 
+def line_crossing_rows(fact: LineCrossings) -> Rows:
+    return {
+        "line_crossings_1m": [
+            [
+                fact.camera_id,
+                fact.line_id,
+                fact.window_start,
+                fact.window_end,
+                fact.direction,
+                fact.orientation,
+                fact.vehicle_class,
+                fact.frames,
+                fact.crossings,
+                fact.pcu_factor,
+                fact.pcu,
+                fact.pcu_per_hour,
+                fact.pcu_version,
+                fact.speed_samples,
+                fact.speed_kmh_mean,
+                fact.speed_kmh_p85,
+                fact.emitted_at,
+            ]
+        ]
+    }
+
+
+def zone_occupancy_rows(fact: ZoneOccupancy) -> Rows:
+    return {
+        "zone_occupancy_1m": [
+            [
+                fact.camera_id,
+                fact.zone_id,
+                fact.zone_kind,
+                fact.window_start,
+                fact.window_end,
+                fact.frames,
+                fact.objects,
+                fact.mean_objects,
+                fact.max_objects,
+                fact.occupied_frames,
+                fact.occupied_share,
+                fact.mean_pcu,
+                fact.pcu_version,
+                dict(fact.mean_objects_by_class),
+                fact.emitted_at,
+            ]
+        ]
+    }
+
+
+def alert_rows(alert: TrafficAlert) -> Rows:
+    evidence = alert.evidence
+    return {
+        "alerts": [
+            [
+                alert.alert_id,
+                alert.camera_id,
+                alert.kind,
+                alert.zone_id,
+                alert.state,
+                alert.severity,
+                alert.started_at,
+                alert.ended_at,
+                alert.as_of,
+                alert.metric,
+                alert.value,
+                alert.threshold,
+                alert.baseline,
+                alert.baseline_std,
+                alert.z_score,
+                alert.deviation,
+                alert.occupied_share,
+                alert.speed_kmh,
+                alert.speed_threshold_kmh,
+                evidence.frame_id if evidence else None,
+                evidence.frame_uri if evidence else None,
+                evidence.captured_at if evidence else None,
+                alert.emitted_at,
+            ]
+        ]
+    }
+
+
 def dead_letter_rows(letter: DeadLetter) -> Rows:
     return {
         "dead_letters": [
@@ -178,6 +267,67 @@ COLUMNS: dict[str, list[str]] = {
         "pcu_version",
         "emitted_at",
     ],
+    "line_crossings_1m": [
+        "camera_id",
+        "line_id",
+        "window_start",
+        "window_end",
+        "direction",
+        "orientation",
+        "vehicle_class",
+        "frames",
+        "crossings",
+        "pcu_factor",
+        "pcu",
+        "pcu_per_hour",
+        "pcu_version",
+        "speed_samples",
+        "speed_kmh_mean",
+        "speed_kmh_p85",
+        "emitted_at",
+    ],
+    "zone_occupancy_1m": [
+        "camera_id",
+        "zone_id",
+        "zone_kind",
+        "window_start",
+        "window_end",
+        "frames",
+        "objects",
+        "mean_objects",
+        "max_objects",
+        "occupied_frames",
+        "occupied_share",
+        "mean_pcu",
+        "pcu_version",
+        "mean_objects_by_class",
+        "emitted_at",
+    ],
+    "alerts": [
+        "alert_id",
+        "camera_id",
+        "kind",
+        "zone_id",
+        "state",
+        "severity",
+        "started_at",
+        "ended_at",
+        "as_of",
+        "metric",
+        "value",
+        "threshold",
+        "baseline",
+        "baseline_std",
+        "z_score",
+        "deviation",
+        "occupied_share",
+        "speed_kmh",
+        "speed_threshold_kmh",
+        "evidence_frame_id",
+        "evidence_frame_uri",
+        "evidence_captured_at",
+        "emitted_at",
+    ],
     "dead_letters": [
         "stage",
         "source_topic",
@@ -200,6 +350,9 @@ class Route:
 ROUTES: tuple[Route, ...] = (
     Route(DETECTIONS_TOPIC, detection_rows),
     Route(TRAFFIC_DENSITY_TOPIC, density_rows),
+    Route(LINE_CROSSINGS_TOPIC, line_crossing_rows),
+    Route(ZONE_OCCUPANCY_TOPIC, zone_occupancy_rows),
+    Route(ALERTS_TOPIC, alert_rows),
     Route(DEAD_LETTERS_TOPIC, dead_letter_rows),
 )
 

@@ -25,6 +25,8 @@ from citycam.demo.progress import (
     Progress,
     PublishedFrames,
     read_progress,
+    render_alerts,
+    render_crossings,
     render_progress,
     render_table,
 )
@@ -75,6 +77,7 @@ def run_demo(timeout_s: float = 900) -> int:
         os.environ.update(services.env)
         settings = Settings()
         since = prepare(settings, console)
+        wait_until(since, console)
         env = {**services.env, "CITYCAM_INGEST__REPLAY_START": since.isoformat()}
         stages = start_stages(settings, env)
         try:
@@ -92,6 +95,8 @@ def run_demo(timeout_s: float = 900) -> int:
             return 1
         console.print()
         console.print(render_table(settings, since))
+        console.print(render_crossings(settings, since))
+        console.print(render_alerts(settings, since))
         console.print(how_to_query(settings))
     return 0
 
@@ -112,10 +117,11 @@ def prepare(settings: Settings, console: Console) -> datetime:
 
 
 def replay_start(settings: Settings) -> datetime:
-    """The next whole minute after both now and the data of earlier demo runs.
+    """When this run's first frame is captured: now, or, after earlier runs, the next whole
+    minute past their data, so that each run's one-minute windows are its own.
 
-    Files replay faster than real time, so an earlier run's capture times can lie ahead of
-    the clock; starting past them on a minute boundary keeps runs in separate windows.
+    The demo cameras replay their files at native speed (`realtime: true`), as live cameras
+    deliver: capture times never lie ahead of the clock, which the data-quality suites check.
     """
     from citycam.clickhouse import connect
 
@@ -124,8 +130,18 @@ def replay_start(settings: Settings) -> datetime:
         .query("SELECT toUnixTimestamp64Milli(max(captured_at)) FROM frames")
         .result_rows
     )
-    after = max(time.time(), rows[0][0] / 1000 + 1)
+    now = time.time()
+    if not rows or not rows[0][0]:
+        return datetime.fromtimestamp(now, UTC)
+    after = max(now, rows[0][0] / 1000 + 1)
     return datetime.fromtimestamp((int(after) // 60 + 1) * 60, UTC)
+
+
+def wait_until(moment: datetime, console: Console) -> None:
+    delay = moment.timestamp() - time.time()
+    if delay > 0:
+        console.print(f"waiting {delay:.0f} s for the next minute: this run gets its own windows")
+        time.sleep(delay)
 
 
 def watch(

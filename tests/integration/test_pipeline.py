@@ -1,9 +1,9 @@
 """The whole pipeline on real footage: real broker, real ClickHouse engine behind its HTTP
 endpoint, real PyAV decoding, real detector weights, every stage its own process.
 
-Asserts that the facts in ClickHouse equal an independent aggregation of the detections
-that were published, and that malformed messages land in the dead-letter topic (and
-table) with a reason while everything else flows.
+Asserts that the facts in ClickHouse (density, line crossings, zone occupancy) equal an
+independent aggregation of the detections that were published, and that malformed messages
+land in the dead-letter topic (and table) with a reason while everything else flows.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import os
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +20,7 @@ import orjson
 import pytest
 from confluent_kafka import Consumer
 
+from citycam.cameras import load_cameras
 from citycam.clickhouse import connect
 from citycam.config import Settings, StreamsSettings
 from citycam.demo import StageProcess, start_stages
@@ -35,16 +36,28 @@ from schemas import (
     FrameRef,
 )
 from streams.density import count_vehicles, window_start
+from streams.geometry import LineCounter, anchors, in_polygon
 from warehouse.migrate import migrate
 
 pytestmark = pytest.mark.integration
 
+# Geometry drawn at half the frame size: the stream scales it to the frames it gets.
 CAMERAS = """
 cameras:
   - {{id: street-bikes, name: bikes, lat: 16.47, lon: 107.58, district: Phu Hoa,
-     source: "{footage}/bikes.mp4", sample_fps: 2}}
+     source: "{footage}/bikes.mp4", sample_fps: 2,
+     geometry: {{frame_size: [320, 136],
+       lines: [{{id: main-road, points: [[200, 125], [200, 60]],
+                directions: {{positive: eastbound, negative: westbound}}}}],
+       zones: [{{id: street, polygon: [[0, 50], [320, 50], [320, 136], [0, 136]]}}]}}}}
   - {{id: crossing-vtest, name: vtest, lat: 16.46, lon: 107.59, district: Phu Hoi,
-     source: "{footage}/vtest.avi", sample_fps: 0.25}}
+     source: "{footage}/vtest.avi", sample_fps: 0.25,
+     geometry: {{frame_size: [384, 288],
+       lines: [{{id: footway-west, points: [[150, 157.5], [150, 100]],
+                directions: {{positive: eastbound, negative: westbound}}}}],
+       zones: [{{id: junction, kind: junction,
+                polygon: [[220, 102], [280, 96], [345, 107],
+                          [365, 165], [300, 192], [220, 165]]}}]}}}}
 """
 EXPECTED_FRAMES = {"street-bikes": 20, "crossing-vtest": 20}
 
@@ -90,6 +103,8 @@ def pipeline(footage_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
         "CITYCAM_CAMERAS_FILE": str(registry),
         "CITYCAM_KAFKA__PARTITIONS": "2",
         "CITYCAM_STREAMS__FLUSH_INTERVAL_S": "1",
+        # No dead band: the independent count below is streams.geometry's LineCounter rule.
+        "CITYCAM_STREAMS__CROSSING_BAND_PX": "0",
         "CITYCAM_INFERENCE__BATCH_SIZE": "4",
     }
     saved = dict(os.environ)
@@ -136,7 +151,7 @@ def wait_for_warehouse(pipeline: Pipeline, timeout_s: float = 400) -> None:
     client = connect(pipeline.settings.warehouse)
     want = sum(EXPECTED_FRAMES.values())
     deadline = time.monotonic() + timeout_s
-    frames = fact_frames = 0
+    frames = fact_frames = line_frames = zone_frames = 0
     while time.monotonic() < deadline:
         for name, stage in pipeline.stages.items():
             proc = stage.process.proc
@@ -146,12 +161,19 @@ def wait_for_warehouse(pipeline: Pipeline, timeout_s: float = 400) -> None:
             "SELECT sum(f) FROM (SELECT camera_id, window_start, max(frames) AS f "
             "FROM traffic_density_1m FINAL GROUP BY camera_id, window_start)"
         )
-        if frames == want and fact_frames == want:
+        line_frames, zone_frames = (
+            client.command(
+                "SELECT sum(f) FROM (SELECT camera_id, window_start, max(frames) AS f "
+                f"FROM {table} FINAL GROUP BY camera_id, window_start)"
+            )
+            for table in ("line_crossings_1m", "zone_occupancy_1m")
+        )
+        if frames == want and fact_frames == line_frames == zone_frames == want:
             return
         time.sleep(1)
     pytest.fail(
-        f"pipeline did not settle: {frames} frames and {fact_frames} fact frames "
-        f"in the warehouse, expected {want}"
+        f"pipeline did not settle: {frames} frames, {fact_frames} density, {line_frames} "
+        f"line and {zone_frames} zone fact frames in the warehouse, expected {want}"
     )
 
 
@@ -172,16 +194,90 @@ def independent_aggregation(detections: list[FrameDetections]) -> dict[tuple, tu
     }
 
 
-def test_facts_in_warehouse_equal_aggregation_of_published_detections(pipeline: Pipeline) -> None:
-    wait_for_warehouse(pipeline)
+def published_detections(pipeline: Pipeline) -> list[FrameDetections]:
     messages = read_topic(
         pipeline.settings, DETECTIONS_TOPIC.name, sum(EXPECTED_FRAMES.values()) + 1
     )
-    published = [
+    return [
         FrameDetections.from_bytes(m.value())
         for m in messages
         if m.value() != pipeline.injected["garbage-detections"]
     ]
+
+
+def independent_crossings(
+    settings: Settings, detections: list[FrameDetections]
+) -> dict[tuple[str, str, str, str, int], int]:
+    """(camera, line, direction, class, window start) -> crossings, counted here with
+    streams.geometry.LineCounter (the reference rule) on each camera's frames in capture order.
+    A track's class is its most frequent label so far (latest wins a tie); riders never count."""
+    streams = StreamsSettings()
+    classes = streams.road_user_classes
+    registry = load_cameras(settings.cameras_file)
+    counts: dict[tuple[str, str, str, str, int], int] = defaultdict(int)
+    by_camera: dict[str, list[FrameDetections]] = defaultdict(list)
+    for event in detections:
+        by_camera[event.camera_id].append(event)
+    for camera_id, events in by_camera.items():
+        geometry = registry.get(camera_id).geometry
+        assert geometry is not None
+        counters: list[LineCounter] = []
+        votes: dict[int, Counter[str]] = defaultdict(Counter)
+        for event in sorted(events, key=lambda e: e.captured_at):
+            if not counters:
+                scaled = geometry.scaled((event.width, event.height))
+                counters = [LineCounter(line) for line in scaled.lines]
+            start = window_start(event.captured_at.timestamp(), streams.window_s)
+            seen: set[int] = set()
+            for d in event.detections:
+                if d.track_id is None or d.class_name not in classes or d.track_id in seen:
+                    continue
+                seen.add(d.track_id)
+                label = "rider" if d.rider_of is not None else classes[d.class_name]
+                votes[d.track_id][label] += 1
+                top = max(votes[d.track_id].values())
+                tied = [k for k, n in votes[d.track_id].items() if n == top]
+                cls = label if label in tied else tied[0]
+                anchor = ((d.bbox.x1 + d.bbox.x2) / 2, d.bbox.y2)
+                for counter in counters:
+                    direction = counter.update(d.track_id, anchor)
+                    if direction is not None and cls != "rider":
+                        counts[(camera_id, counter.line.id, direction, cls, start)] += 1
+    return counts
+
+
+def independent_occupancy(
+    settings: Settings, detections: list[FrameDetections]
+) -> dict[tuple[str, str, int], tuple[int, int]]:
+    """(camera, zone, window start) -> (frames, objects inside), counted here."""
+    streams = StreamsSettings()
+    registry = load_cameras(settings.cameras_file)
+    frames: dict[tuple[str, str, int], int] = defaultdict(int)
+    objects: dict[tuple[str, str, int], int] = defaultdict(int)
+    for event in detections:
+        geometry = registry.get(event.camera_id).geometry
+        assert geometry is not None
+        scaled = geometry.scaled((event.width, event.height))
+        start = window_start(event.captured_at.timestamp(), streams.window_s)
+        users = [
+            d
+            for d in event.detections
+            if d.class_name in streams.road_user_classes
+            and d.score >= streams.min_score
+            and d.rider_of is None
+        ]
+        for zone in scaled.zones:
+            key = (event.camera_id, zone.id, start)
+            frames[key] += 1
+            if users:
+                points = anchors([[d.bbox.x1, d.bbox.y1, d.bbox.x2, d.bbox.y2] for d in users])
+                objects[key] += int(in_polygon(points, zone.polygon).sum())
+    return {key: (n, objects[key]) for key, n in frames.items()}
+
+
+def test_facts_in_warehouse_equal_aggregation_of_published_detections(pipeline: Pipeline) -> None:
+    wait_for_warehouse(pipeline)
+    published = published_detections(pipeline)
     per_camera = defaultdict(int)
     for event in published:
         per_camera[event.camera_id] += 1
@@ -238,3 +334,36 @@ def test_malformed_messages_are_dead_lettered_with_reason(pipeline: Pipeline) ->
         for v in client.query("SELECT value_b64 FROM dead_letters FINAL").result_columns[0]
     }
     assert stored == set(injected.values())
+
+
+def test_crossing_and_occupancy_facts_equal_an_independent_count(pipeline: Pipeline) -> None:
+    wait_for_warehouse(pipeline)
+    published = published_detections(pipeline)
+    assert any(d.track_id is not None for e in published for d in e.detections), "no tracks"
+    client = connect(pipeline.settings.warehouse)
+
+    rows = client.query(
+        "SELECT camera_id, line_id, direction, vehicle_class, toUnixTimestamp(window_start), "
+        "crossings, pcu, pcu_factor, pcu_per_hour FROM line_crossings_1m FINAL"
+    ).result_rows
+    stored = {tuple(r[:5]): r[5] for r in rows if r[5] > 0}
+    print(f"\ncrossings in the warehouse: {stored}")
+    assert stored == independent_crossings(pipeline.settings, published)
+    assert all(abs(pcu - n * factor) < 1e-3 for *_, n, pcu, factor, _ in rows)
+    assert all(abs(per_hour - pcu * 60) < 1e-2 for *_, pcu, _, per_hour in rows)
+    # every line, way and class of every window, zeros included: 2 ways x 6 classes
+    windows = client.command(
+        "SELECT count() FROM (SELECT DISTINCT camera_id, toStartOfMinute(captured_at) "
+        "FROM frames FINAL)"
+    )
+    assert len(rows) == windows * 2 * len(set(StreamsSettings().road_user_classes.values()))
+
+    occupancy = {
+        (cam, zone, start): (frames, objects)
+        for cam, zone, start, frames, objects in client.query(
+            "SELECT camera_id, zone_id, toUnixTimestamp(window_start), frames, objects "
+            "FROM zone_occupancy_1m FINAL"
+        ).result_rows
+    }
+    assert occupancy == independent_occupancy(pipeline.settings, published)
+    assert sum(objects for _, objects in occupancy.values()) > 0, "nobody in any zone"

@@ -236,7 +236,8 @@ def test_a_5000_row_batch_splits_correctly(gate: QualityGate) -> None:
 
 
 def test_tables_without_a_suite_pass_through_uncounted(gate: QualityGate) -> None:
-    assert gate.tables() == {"traffic_density_1m", "frames"}
+    assert {"traffic_density_1m", "frames"} <= gate.tables()
+    assert "detections" not in gate.tables()
     before = rows_total("detections", "validated")
     rows: list[list[Any]] = [["anything", None, -1]]
     valid, quarantined = gate.split("detections", rows, ["a", "b", "c"])
@@ -273,7 +274,8 @@ def test_suites_in_the_repo_are_ge_suites_as_ge_writes_them() -> None:
     )
 
     paths = sorted(SUITES_DIR.glob("*.json"))
-    assert {p.stem for p in paths} == {"traffic_density_1m", "frames"}
+    expected = {"traffic_density_1m", "frames", "line_crossings_1m", "zone_occupancy_1m"}
+    assert expected <= {p.stem for p in paths}
     for path in paths:
         text = path.read_text()
         suite = ExpectationSuite(**ExpectationSuiteSchema().loads(text))
