@@ -17,6 +17,7 @@ Run with `citycam streams` (a faust worker without its web server).
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -114,32 +115,84 @@ dead_letter_topic = app.topic(DEAD_LETTERS_TOPIC.name, key_serializer="raw", val
 crossings_topic = app.topic(LINE_CROSSINGS_TOPIC.name, key_serializer="raw", value_serializer="raw")
 occupancy_topic = app.topic(ZONE_OCCUPANCY_TOPIC.name, key_serializer="raw", value_serializer="raw")
 
-# Window states keyed "camera|window_start"; the changelog follows the source partition.
-windows = app.Table("traffic-density-windows", default=None, key_type=str, value_type=None)
 
-dirty: set[str] = set()  # windows changed since their last emission
-camera_windows: dict[str, set[int]] = {}  # in-memory index of the table, for expiry
-_refresh_all = True  # re-emit everything this worker holds once state is (re)assigned
+class WindowStore:
+    """A table of window states keyed "camera|window_start" and what the job keeps beside it:
+    an in-memory index of each camera's window starts (for expiry), the windows changed since
+    their last emission, and whether to re-emit everything once state is (re)assigned."""
+
+    def __init__(self, table: Any, expires_s: int) -> None:
+        self.table = table
+        self.expires_s = expires_s
+        self.changed: set[str] = set()
+        self._starts: dict[str, set[int]] = {}
+        self._everything = True
+
+    def reassigned(self) -> None:
+        self._everything = True
+        self._starts.clear()
+
+    def starts(self, camera_id: str) -> set[int]:
+        if camera_id not in self._starts:
+            keys = list(self.table.keys())
+            self._starts[camera_id] = {
+                start for cam, start in map(parse_window_key, keys) if cam == camera_id
+            }
+        return self._starts[camera_id]
+
+    def too_late(self, camera_id: str, start: int) -> bool:
+        """Whether a window starting at `start` has expired already."""
+        return start < max(self.starts(camera_id), default=start) - self.expires_s
+
+    def stored(self, camera_id: str, start: int) -> None:
+        """Index a window just written; drop the camera's expired windows (inside the agent:
+        table writes need the event's partition), except those whose final facts are still to
+        go out: the next frame expires them."""
+        known = self.starts(camera_id)
+        newest = max(known, default=start)
+        known.add(start)
+        for old in [s for s in known if s < newest - self.expires_s]:
+            key = window_key(camera_id, old)
+            if key not in self.changed:
+                self.table.pop(key, None)
+                known.discard(old)
+
+    def drain(self) -> Iterator[tuple[str, int, Any]]:
+        """(camera, window start, state) of every window changed since the last drain."""
+        if self._everything:
+            self.changed.update(self.table.keys())
+            self._everything = False
+        for key in list(self.changed):
+            self.changed.discard(key)
+            state = self.table.get(key)
+            if state is not None:
+                camera_id, start = parse_window_key(key)
+                yield camera_id, start, state
+
+
+# Window states keyed "camera|window_start"; the changelog follows the source partition.
+density_windows = WindowStore(
+    app.Table("traffic-density-windows", default=None, key_type=str, value_type=None),
+    settings.streams.window_expires_s,
+)
 
 # Line crossings and zone occupancy. Windows keyed "camera|window_start" as above; the state
 # of each track keyed "camera|track_id", so a restarted worker resumes its tracks. Both tables'
 # changelogs follow the source partition (frames are keyed by camera), so one worker owns a
 # camera's windows and tracks together. The registry is read once, at start.
 layouts = Layouts(load_cameras(settings.cameras_file), settings.streams)
-geometry_windows = app.Table("geometry-windows", default=None, key_type=str, value_type=None)
+geometry_windows = WindowStore(
+    app.Table("geometry-windows", default=None, key_type=str, value_type=None),
+    settings.streams.window_expires_s,
+)
 tracks = app.Table("line-crossing-tracks", default=None, key_type=str, value_type=None)
-geometry_dirty: set[str] = set()
-camera_geometry_windows: dict[str, set[int]] = {}  # in-memory index of geometry_windows
 camera_tracks: dict[str, dict[int, float]] = {}  # in-memory index of tracks: id -> last seen
-_refresh_geometry = True
 
 
 @app.on_rebalance_complete.connect  # type: ignore[arg-type]  # faust's stub omits async receivers
 async def _after_rebalance(sender: Any, *args: Any, signal: Any, **kwargs: Any) -> None:
-    global _refresh_all, _refresh_geometry
-    _refresh_all = _refresh_geometry = True
-    camera_windows.clear()
-    camera_geometry_windows.clear()
+    density_windows.reassigned()
+    geometry_windows.reassigned()
     camera_tracks.clear()
 
 
@@ -162,21 +215,19 @@ async def handle(event: EventT) -> None:
 def count_density(frame: FrameDetections) -> None:
     ts = frame.captured_at.timestamp()
     start = window_start(ts, settings.streams.window_s)
-    known = windows_of(frame.camera_id)
-    newest = max(known, default=start)
-    if start < newest - settings.streams.window_expires_s:
+    if density_windows.too_late(frame.camera_id, start):
         LATE.labels(frame.camera_id).inc()
         return
     key = window_key(frame.camera_id, start)
-    state = add_frame(windows.get(key), frame, settings.streams)
-    dirty.add(key)  # a redelivery also re-marks: its window's facts may never have gone out
+    state = add_frame(density_windows.table.get(key), frame, settings.streams)
+    # a redelivery also re-marks: its window's facts may never have gone out
+    density_windows.changed.add(key)
     if state is None:
         DUPLICATES.labels(frame.camera_id).inc()
         return
-    windows[key] = state
-    known.add(start)
+    density_windows.table[key] = state
     FRAMES_COUNTED.labels(frame.camera_id).inc()
-    expire(frame.camera_id, known, newest)
+    density_windows.stored(frame.camera_id, start)
 
 
 def count_geometry(frame: FrameDetections) -> None:
@@ -186,21 +237,20 @@ def count_geometry(frame: FrameDetections) -> None:
         return
     camera_id, ts = frame.camera_id, frame.captured_at.timestamp()
     start = window_start(ts, settings.streams.window_s)
-    known = geometry_windows_of(camera_id)
-    newest = max(known, default=start)
-    if start < newest - settings.streams.window_expires_s:
+    if geometry_windows.too_late(camera_id, start):
         return  # LATE counted by density
     key = window_key(camera_id, start)
     states = {
         t: tracks.get(track_key(camera_id, t)) for t in tracked_road_users(frame, settings.streams)
     }
-    result = count_frame(frame, layout, geometry_windows.get(key), states, settings.streams)
-    geometry_dirty.add(key)
+    window = geometry_windows.table.get(key)
+    result = count_frame(frame, layout, window, states, settings.streams)
+    geometry_windows.changed.add(key)
     if result is None:
         return  # a redelivery
     # The window first: if the worker dies between the two writes, a redelivered frame is
     # skipped by the window and its tracks count their crossing on their next frame instead.
-    geometry_windows[key] = result.window
+    geometry_windows.table[key] = result.window
     seen = tracks_of(camera_id)
     for track_id, state in result.tracks.items():
         tracks[track_key(camera_id, track_id)] = state
@@ -210,25 +260,11 @@ def count_geometry(frame: FrameDetections) -> None:
         del seen[track_id]
     for crossing in result.crossings:
         CROSSINGS.labels(camera_id, crossing.line_id, crossing.direction).inc()
-    known.add(start)
-    for old in [s for s in known if s < newest - settings.streams.window_expires_s]:
-        old_key = window_key(camera_id, old)
-        if old_key not in geometry_dirty:  # else emit its final facts first
-            geometry_windows.pop(old_key, None)
-            known.discard(old)
+    geometry_windows.stored(camera_id, start)
 
 
 def track_key(camera_id: str, track_id: int) -> str:
     return f"{camera_id}|{track_id}"
-
-
-def geometry_windows_of(camera_id: str) -> set[int]:
-    if camera_id not in camera_geometry_windows:
-        keys = list(geometry_windows.keys())
-        camera_geometry_windows[camera_id] = {
-            start for cam, start in map(parse_window_key, keys) if cam == camera_id
-        }
-    return camera_geometry_windows[camera_id]
 
 
 def tracks_of(camera_id: str) -> dict[int, float]:
@@ -244,24 +280,6 @@ def tracks_of(camera_id: str) -> dict[int, float]:
     return camera_tracks[camera_id]
 
 
-def windows_of(camera_id: str) -> set[int]:
-    if camera_id not in camera_windows:
-        camera_windows[camera_id] = {
-            start for cam, start in map(parse_window_key, list(windows.keys())) if cam == camera_id
-        }
-    return camera_windows[camera_id]
-
-
-def expire(camera_id: str, known: set[int], newest: int) -> None:
-    """Drop windows past expiry (inside the agent: table writes need the event's partition)."""
-    for start in [s for s in known if s < newest - settings.streams.window_expires_s]:
-        key = window_key(camera_id, start)
-        if key in dirty:
-            continue  # emit its final facts first; the next frame expires it
-        windows.pop(key, None)
-        known.discard(start)
-
-
 async def dead_letter(event: EventT, reason: str) -> None:
     DEAD.inc()
     msg = event.message
@@ -273,17 +291,8 @@ async def dead_letter(event: EventT, reason: str) -> None:
 
 @app.timer(interval=settings.streams.flush_interval_s)
 async def flush_changed_windows() -> None:
-    global _refresh_all
-    if _refresh_all:
-        dirty.update(windows.keys())
-        _refresh_all = False
     emitted_at = datetime.now(UTC)
-    for key in list(dirty):
-        dirty.discard(key)
-        state = windows.get(key)
-        if state is None:
-            continue
-        camera_id, start = parse_window_key(key)
+    for camera_id, start, state in density_windows.drain():
         for fact in facts_for(camera_id, start, state, settings.streams, emitted_at):
             await facts_topic.send(
                 key=camera_id.encode(),
@@ -296,17 +305,8 @@ async def flush_changed_windows() -> None:
 @app.timer(interval=settings.streams.flush_interval_s)
 async def flush_changed_geometry_windows() -> None:
     """Line-crossing and zone-occupancy facts of changed windows, as density's timer does."""
-    global _refresh_geometry
-    if _refresh_geometry:
-        geometry_dirty.update(geometry_windows.keys())
-        _refresh_geometry = False
     emitted_at = datetime.now(UTC)
-    for key in list(geometry_dirty):
-        geometry_dirty.discard(key)
-        state = geometry_windows.get(key)
-        if state is None:
-            continue
-        camera_id, start = parse_window_key(key)
+    for camera_id, start, state in geometry_windows.drain():
         width, height = state["size"]
         layout = layouts.get(camera_id, width, height)
         if layout is None:
