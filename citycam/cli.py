@@ -377,9 +377,8 @@ def cmd_sink(args: argparse.Namespace) -> int:
 
 def cmd_sql(args: argparse.Namespace) -> int:
     from rich.console import Console
-    from rich.table import Table
 
-    from citycam.clickhouse import connect
+    from citycam.clickhouse import connect, query_table
 
     settings = get_settings()
     if args.role == "analyst":
@@ -390,11 +389,7 @@ def cmd_sql(args: argparse.Namespace) -> int:
         )
     else:
         client = connect(settings.warehouse)
-    result = client.query(args.query)
-    table = Table(*result.column_names)
-    for row in result.result_rows:
-        table.add_row(*(str(v) for v in row))
-    Console().print(table)
+    Console().print(query_table(client, args.query))
     return 0
 
 

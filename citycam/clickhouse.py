@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import urlparse
 
 import clickhouse_connect
 from clickhouse_connect.driver.client import Client
+from rich.table import Table
 
 from citycam.config import WarehouseSettings
 
@@ -32,3 +34,14 @@ def connect(
         connect_timeout=10,
         send_receive_timeout=120,
     )
+
+
+def query_table(
+    client: Client, sql: str, parameters: dict[str, Any] | None = None, **table_options: Any
+) -> Table:
+    """A query's result as a rich table, for the CLI and the demo (`table_options`: title...)."""
+    result = client.query(sql, parameters=parameters)
+    table = Table(*result.column_names, **table_options)
+    for row in result.result_rows:
+        table.add_row(*(str(v) for v in row))
+    return table

@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.live import Live
 
 from citycam.cameras import load_cameras
+from citycam.clickhouse import connect
 from citycam.config import SERVICES_ENV_FILE, Settings
 from citycam.demo.progress import (
     MetricsWatcher,
@@ -94,9 +95,9 @@ def run_demo(timeout_s: float = 900) -> int:
             )
             return 1
         console.print()
-        console.print(render_table(settings, since))
-        console.print(render_crossings(settings, since))
-        console.print(render_alerts(settings, since))
+        client = connect(settings.warehouse)
+        for render in (render_table, render_crossings, render_alerts):
+            console.print(render(client, since))
         console.print(how_to_query(settings))
     return 0
 
@@ -123,8 +124,6 @@ def replay_start(settings: Settings) -> datetime:
     The demo cameras replay their files at native speed (`realtime: true`), as live cameras
     deliver: capture times never lie ahead of the clock, which the data-quality suites check.
     """
-    from citycam.clickhouse import connect
-
     rows = (
         connect(settings.warehouse)
         .query("SELECT toUnixTimestamp64Milli(max(captured_at)) FROM frames")

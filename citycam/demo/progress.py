@@ -9,13 +9,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
+from clickhouse_connect.driver.client import Client
 from confluent_kafka import Consumer
 from prometheus_client.parser import text_string_to_metric_families
 from rich.table import Table
 
 from citycam.cameras import load_cameras
-from citycam.clickhouse import connect
+from citycam.clickhouse import connect, query_table
 from citycam.config import KafkaSettings, Settings
 from citycam.kafka import consumer_config
 from schemas import FRAMES_TOPIC
@@ -168,64 +170,55 @@ def render_progress(progress: Progress) -> Table:
     return table
 
 
-def render_table(settings: Settings, since: datetime) -> Table:
+def run_parameters(since: datetime) -> dict[str, Any]:
+    return {"since": since.replace(tzinfo=None)}
+
+
+def render_table(client: Client, since: datetime) -> Table:
     """The result, read back from ClickHouse: per camera and vehicle class over the run."""
-    client = connect(settings.warehouse)
-    result = client.query(
+    return query_table(
+        client,
         "SELECT camera_id, vehicle_class, count() AS minutes, sum(frames) AS frames_seen, "
         "sum(detections) AS boxes, round(boxes / frames_seen, 3) AS mean_in_view, "
         "max(max_in_view) AS peak, round(sum(pcu), 1) AS pcu "
         "FROM traffic_density_1m FINAL WHERE window_start >= "
         "toStartOfMinute({since:DateTime64(3, 'UTC')}) "
         "GROUP BY camera_id, vehicle_class ORDER BY camera_id, vehicle_class",
-        parameters={"since": since.replace(tzinfo=None)},
+        run_parameters(since),
+        title="Traffic density read back from ClickHouse",
     )
-    table = Table(*result.column_names, title="Traffic density read back from ClickHouse")
-    for row in result.result_rows:
-        table.add_row(*(str(v) for v in row))
-    return table
 
 
-def render_crossings(settings: Settings, since: datetime) -> Table:
+def render_crossings(client: Client, since: datetime) -> Table:
     """Line crossings of the run, read back from ClickHouse: per camera, line, way and class."""
-    client = connect(settings.warehouse)
-    result = client.query(
+    return query_table(
+        client,
         "SELECT camera_id, line_id, direction, vehicle_class, sum(crossings) AS crossings, "
         "round(sum(pcu), 1) AS pcu, sum(speed_samples) AS speed_samples "
         "FROM line_crossings_1m FINAL WHERE window_start >= "
         "toStartOfMinute({since:DateTime64(3, 'UTC')}) "
         "GROUP BY camera_id, line_id, direction, vehicle_class HAVING crossings > 0 "
         "ORDER BY camera_id, line_id, direction, vehicle_class",
-        parameters={"since": since.replace(tzinfo=None)},
-    )
-    table = Table(
-        *result.column_names,
+        run_parameters(since),
         title="Line crossings read back from ClickHouse",
         caption="classes that did not cross are left out (the table holds their zeros)",
     )
-    for row in result.result_rows:
-        table.add_row(*(str(v) for v in row))
-    return table
 
 
-def render_alerts(settings: Settings, since: datetime) -> Table:
+def render_alerts(client: Client, since: datetime) -> Table:
     """Congestion and abnormal-flow alerts of the run, in their latest state."""
-    client = connect(settings.warehouse)
-    result = client.query(
+    table = query_table(
+        client,
         "SELECT camera_id, kind, zone_id, state, severity, started_at, ended_at, metric, "
         "round(value, 2) AS value, round(threshold, 2) AS threshold "
         "FROM alerts FINAL WHERE started_at >= {since:DateTime64(3, 'UTC')} "
         "ORDER BY camera_id, started_at",
-        parameters={"since": since.replace(tzinfo=None)},
-    )
-    table = Table(
-        *result.column_names,
+        run_parameters(since),
         title="Alerts read back from ClickHouse",
-        caption="none is expected from the short demo clips: congestion needs minutes of a "
-        "full zone, abnormal flow three days of history per hour of day"
-        if not result.result_rows
-        else None,
     )
-    for row in result.result_rows:
-        table.add_row(*(str(v) for v in row))
+    if not table.row_count:
+        table.caption = (
+            "none is expected from the short demo clips: congestion needs minutes of a "
+            "full zone, abnormal flow three days of history per hour of day"
+        )
     return table
