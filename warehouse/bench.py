@@ -38,7 +38,7 @@ from clickhouse_connect.driver.client import Client
 
 from citycam.clickhouse import connect
 from citycam.config import KafkaSettings, SinkSettings, WarehouseSettings
-from citycam.embedded import start_broker, start_warehouse
+from citycam.embedded import running_services
 from citycam.kafka import EventProducer, ensure_topics
 from schemas import (
     DETECTIONS_TOPIC,
@@ -53,7 +53,6 @@ from warehouse.migrate import migrate
 from warehouse.quality import QualityGate
 from warehouse.sink import COLUMNS, Rows, Sink, density_rows, detection_rows
 
-BENCH_PASSWORD = "bench-only-local"  # a throwaway endpoint on loopback, deleted afterwards
 CLASSES = [("car", 3), ("motorcycle", 4), ("bicycle", 2), ("bus", 6), ("truck", 8), ("person", 1)]
 ROLLUP_CAMERAS = 50
 ROLLUP_DAYS = 7
@@ -71,18 +70,17 @@ class Services:
 
 @contextmanager
 def embedded_services(folder: Path) -> Iterator[Services]:
-    users = folder / "users.json"
-    users.write_text(json.dumps([{"name": "bench", "password": BENCH_PASSWORD, "role": "writer"}]))
-    broker, bootstrap = start_broker(folder)
-    try:
-        server, url = start_warehouse(folder, folder, users, "default")
-        try:
-            warehouse = WarehouseSettings(url=url, username="bench", password=BENCH_PASSWORD)  # type: ignore[arg-type]
-            yield Services(KafkaSettings(bootstrap_servers=bootstrap, partitions=3), warehouse)
-        finally:
-            server.stop()
-    finally:
-        broker.stop()
+    """The embedded broker and warehouse endpoint, as `citycam up` starts them."""
+    with running_services(folder, "default") as services:
+        env = services.env
+        yield Services(
+            KafkaSettings(bootstrap_servers=env["CITYCAM_KAFKA__BOOTSTRAP_SERVERS"], partitions=3),
+            WarehouseSettings(
+                url=env["CITYCAM_WAREHOUSE__URL"],
+                username=env["CITYCAM_WAREHOUSE__USERNAME"],
+                password=env["CITYCAM_WAREHOUSE__PASSWORD"],  # type: ignore[arg-type]
+            ),
+        )
 
 
 # -- sink throughput ---------------------------------------------------------------------------
