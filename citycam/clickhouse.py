@@ -41,7 +41,8 @@ def query_table(
 ) -> Table:
     """A query's result as a rich table, for the CLI and the demo (`table_options`: title...)."""
     result = client.query(sql, parameters=parameters)
-    table = Table(*result.column_names, **table_options)
+    # a result without rows may come back without column names either
+    table = Table(*(result.column_names or ["(no rows)"]), **table_options)
     for row in result.result_rows:
         table.add_row(*(str(v) for v in row))
     return table

@@ -217,6 +217,7 @@ def render_alerts(client: Client, since: datetime) -> Table:
         title="Alerts read back from ClickHouse",
     )
     if not table.row_count:
+        table.min_width = 100  # room for the caption on one line
         table.caption = (
             "none is expected from the short demo clips: congestion needs minutes of a "
             "full zone, abnormal flow three days of history per hour of day"

@@ -33,3 +33,17 @@ def test_rows_and_columns_become_a_titled_table() -> None:
     console.print(table)
     text = console.export_text()
     assert "cam-a" in text and "12.5" in text and "None" in text
+
+
+def test_a_result_without_rows_still_prints_a_table() -> None:
+    class Empty(FakeResult):
+        column_names = ()
+        result_rows = []
+
+    client = FakeClient()
+    client.query = lambda sql, parameters=None: Empty()  # type: ignore[method-assign]
+    table = query_table(client, "SELECT 1 WHERE 0", caption="nothing yet")  # type: ignore[arg-type]
+    console = Console(width=80, record=True)
+    console.print(table)
+    text = console.export_text()
+    assert "(no rows)" in text and "nothing yet" in text
