@@ -2,6 +2,8 @@
 
 PyAV releases the GIL while decoding, so a thread per camera is enough for the handful of
 cameras one process serves; scale out by running more processes with disjoint camera lists.
+Each worker keeps per-minute health counters (ingest.health); the service's main loop
+publishes a CameraHealth report per camera for every minute that ended.
 """
 
 from __future__ import annotations
@@ -21,13 +23,17 @@ from citycam.cameras import Camera
 from citycam.config import IngestSettings
 from citycam.framestore import FrameStore
 from citycam.kafka import EventProducer
+from ingest.health import Clock, HealthMonitor
 from ingest.sampler import FrameSampler
 from ingest.sources import DecodedFrame, SourceError, decode_frames
-from schemas import FRAMES_TOPIC, FrameRef
+from schemas import CAMERA_HEALTH_TOPIC, FRAMES_TOPIC, FrameRef
 
 log = logging.getLogger(__name__)
 
 FRAMES_DECODED = Counter("citycam_ingest_frames_decoded", "Frames decoded", ["camera"])
+DECODE_ERRORS = Counter(
+    "citycam_ingest_decode_errors", "Packets refused and frames corrupt or untimed", ["camera"]
+)
 FRAMES_PUBLISHED = Counter("citycam_ingest_frames_published", "FrameRefs published", ["camera"])
 SOURCE_FAILURES = Counter("citycam_ingest_source_failures", "Source open/read failures", ["camera"])
 CAMERA_UP = Gauge("citycam_ingest_camera_up", "1 while the source delivers frames", ["camera"])
@@ -45,10 +51,22 @@ class CameraWorker:
     failed: bool = False
     sessions: int = 0  # times the source was opened
     last_error: str | None = None
+    clock: Clock = time.time  # wall clock: capture times, health minutes and lag
+    health: HealthMonitor = field(init=False)
     _sequence: int = field(default=0, init=False)
     _last_captured: datetime | None = field(default=None, init=False)
 
+    def __post_init__(self) -> None:
+        self.health = HealthMonitor(self.camera.id, self.camera.sample_fps, self.clock)
+
     def run(self) -> None:
+        self.health.start()
+        try:
+            self._read_until_done()
+        finally:
+            self.health.stop()
+
+    def _read_until_done(self) -> None:
         attempt = 0
         while not self.stop_event.is_set():
             published_before = self._sequence
@@ -85,20 +103,33 @@ class CameraWorker:
         """Read the source once from its start, publishing the sampled frames."""
         session_id = uuid.uuid4().hex[:12]
         self.sessions += 1
+        self.health.source_opened()
         session_start = self._session_start()
         sampler = FrameSampler(self.camera.sample_fps)
         for decoded in decode_frames(
-            self.camera, self.settings.open_timeout_s, self.settings.read_timeout_s
+            self.camera,
+            self.settings.open_timeout_s,
+            self.settings.read_timeout_s,
+            on_decode_error=self._decode_error,
         ):
+            decoded_at = self.clock()
             FRAMES_DECODED.labels(self.camera.id).inc()
             CAMERA_UP.labels(self.camera.id).set(1)
-            if self.stop_event.is_set():
-                break
-            if not sampler.take(decoded.stream_time_s):
-                continue
-            captured_at = session_start + timedelta(seconds=decoded.stream_time_s)
-            self._publish(decoded, captured_at, session_id)
+            lag_s: float | None = None
+            try:
+                if self.stop_event.is_set():
+                    break
+                if sampler.take(decoded.stream_time_s):
+                    captured_at = session_start + timedelta(seconds=decoded.stream_time_s)
+                    self._publish(decoded, captured_at, session_id)
+                    lag_s = self.clock() - captured_at.timestamp()
+            finally:
+                self.health.frame(decoded_at, lag_s)  # decoded even if publishing failed
         self.producer.flush()
+
+    def _decode_error(self) -> None:
+        DECODE_ERRORS.labels(self.camera.id).inc()
+        self.health.decode_error()
 
     def _session_start(self) -> datetime:
         """Capture time of the session's first frame.
@@ -108,7 +139,7 @@ class CameraWorker:
         capture time would collide in the warehouse. A source that delivered faster than real
         time (a replayed file, a buffered burst) can have run ahead of the clock.
         """
-        now = datetime.now(UTC)
+        now = datetime.fromtimestamp(self.clock(), UTC)
         if self._last_captured is None:
             replay = None if self.camera.is_stream else self.settings.replay_start
             return replay or now
@@ -160,7 +191,20 @@ def run_ingest(
         if time.monotonic() >= next_prune:
             store.prune(settings.frame_retention_hours * 3600, max_bytes)
             next_prune = time.monotonic() + 60
+        publish_health(workers, producer)
         for thread in threads:
             thread.join(timeout=0.5)
+    publish_health(workers, producer)  # the minutes the workers stopped in
     producer.flush()
     return workers
+
+
+def publish_health(workers: Sequence[CameraWorker], producer: EventProducer) -> int:
+    """Publish the CameraHealth reports of every minute that ended; return how many."""
+    published = 0
+    for worker in workers:
+        for report in worker.health.reports():
+            start_ms = int(report.window_start.timestamp() * 1000)
+            producer.publish(CAMERA_HEALTH_TOPIC, report.camera_id, report, timestamp_ms=start_ms)
+            published += 1
+    return published

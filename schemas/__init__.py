@@ -6,8 +6,12 @@ from schemas.deadletter import DeadLetter
 from schemas.detections import BoundingBox, Detection, FrameDetections
 from schemas.facts import LineCrossings, TrafficDensity, ZoneOccupancy
 from schemas.frames import FrameRef
+from schemas.health import CameraHealth
 from schemas.topics import (
     ALERTS as ALERTS_TOPIC,
+)
+from schemas.topics import (
+    CAMERA_HEALTH as CAMERA_HEALTH_TOPIC,
 )
 from schemas.topics import (
     DEAD_LETTERS as DEAD_LETTERS_TOPIC,
@@ -40,11 +44,13 @@ CONTRACTS: tuple[type[Event], ...] = (
     LineCrossings,
     ZoneOccupancy,
     TrafficAlert,
+    CameraHealth,
     DeadLetter,
 )
 
 __all__ = [
     "ALERTS_TOPIC",
+    "CAMERA_HEALTH_TOPIC",
     "CONTRACTS",
     "DEAD_LETTERS_TOPIC",
     "DETECTIONS_TOPIC",
@@ -54,6 +60,7 @@ __all__ = [
     "TRAFFIC_DENSITY_TOPIC",
     "ZONE_OCCUPANCY_TOPIC",
     "BoundingBox",
+    "CameraHealth",
     "ContractError",
     "DeadLetter",
     "Detection",

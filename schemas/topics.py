@@ -14,6 +14,7 @@ from schemas.deadletter import DeadLetter
 from schemas.detections import FrameDetections
 from schemas.facts import LineCrossings, TrafficDensity, ZoneOccupancy
 from schemas.frames import FrameRef
+from schemas.health import CameraHealth
 
 HOUR_MS = 3_600_000
 
@@ -74,6 +75,14 @@ ALERTS = TopicSpec(
     retention_ms=30 * 24 * HOUR_MS,
     description="Congestion and abnormal-flow episodes per camera: open, ongoing, closed.",
 )
+CAMERA_HEALTH = TopicSpec(
+    name="citycam.ops.camera-health.v1",
+    key="camera_id",
+    schema=CameraHealth,
+    retention_ms=7 * 24 * HOUR_MS,
+    description="Per camera and wall-clock minute, from ingest: frames decoded and published, "
+    "decode errors, reconnects, fps, up share and capture-to-publish lag.",
+)
 DEAD_LETTERS = TopicSpec(
     name="citycam.dead-letters.v1",
     key="source topic key",
@@ -89,6 +98,7 @@ TOPICS: tuple[TopicSpec, ...] = (
     LINE_CROSSINGS,
     ZONE_OCCUPANCY,
     ALERTS,
+    CAMERA_HEALTH,
     DEAD_LETTERS,
 )
 

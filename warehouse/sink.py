@@ -39,11 +39,13 @@ from citycam.config import KafkaSettings, SinkSettings
 from citycam.kafka import DeadLetterQueue, EventProducer, commit_processed, consumer_config, is_data
 from schemas import (
     ALERTS_TOPIC,
+    CAMERA_HEALTH_TOPIC,
     DEAD_LETTERS_TOPIC,
     DETECTIONS_TOPIC,
     LINE_CROSSINGS_TOPIC,
     TRAFFIC_DENSITY_TOPIC,
     ZONE_OCCUPANCY_TOPIC,
+    CameraHealth,
     ContractError,
     DeadLetter,
     Event,
@@ -206,6 +208,29 @@ def alert_rows(alert: TrafficAlert) -> Rows:
     }
 
 
+def camera_health_rows(report: CameraHealth) -> Rows:
+    return {
+        "camera_health_1m": [
+            [
+                report.camera_id,
+                report.window_start,
+                report.window_end,
+                report.covered_s,
+                report.frames_decoded,
+                report.frames_published,
+                report.decode_errors,
+                report.reconnects,
+                report.fps,
+                report.target_fps,
+                report.up_share,
+                report.lag_ms_mean,
+                report.lag_ms_max,
+                report.emitted_at,
+            ]
+        ]
+    }
+
+
 def dead_letter_rows(letter: DeadLetter) -> Rows:
     return {
         "dead_letters": [
@@ -328,6 +353,22 @@ COLUMNS: dict[str, list[str]] = {
         "evidence_captured_at",
         "emitted_at",
     ],
+    "camera_health_1m": [
+        "camera_id",
+        "window_start",
+        "window_end",
+        "covered_s",
+        "frames_decoded",
+        "frames_published",
+        "decode_errors",
+        "reconnects",
+        "fps",
+        "target_fps",
+        "up_share",
+        "lag_ms_mean",
+        "lag_ms_max",
+        "emitted_at",
+    ],
     "dead_letters": [
         "stage",
         "source_topic",
@@ -353,6 +394,7 @@ ROUTES: tuple[Route, ...] = (
     Route(LINE_CROSSINGS_TOPIC, line_crossing_rows),
     Route(ZONE_OCCUPANCY_TOPIC, zone_occupancy_rows),
     Route(ALERTS_TOPIC, alert_rows),
+    Route(CAMERA_HEALTH_TOPIC, camera_health_rows),
     Route(DEAD_LETTERS_TOPIC, dead_letter_rows),
 )
 

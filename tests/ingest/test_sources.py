@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import random
 import threading
 from pathlib import Path
 
@@ -120,3 +121,47 @@ def test_looping_file_restarts_until_stopped(footage_dir: Path) -> None:
     )  # type: ignore[arg-type]
     worker.run()
     assert len(producer.events) >= 70  # more than one pass over a 50-sample clip
+
+
+def damaged_h264(footage_dir: Path, folder: Path) -> Path:
+    """bikes.mp4 with garbage written over 20 spots of its video data (index intact)."""
+    data = bytearray((footage_dir / "bikes.mp4").read_bytes())
+    rng = random.Random(1)
+    for _ in range(20):
+        at = rng.randrange(len(data) // 4, len(data) * 3 // 4)
+        data[at : at + 500] = rng.randbytes(500)
+    damaged = folder / "damaged.mp4"
+    damaged.write_bytes(bytes(data))
+    return damaged
+
+
+def test_decode_errors_are_counted_and_decoding_goes_on(footage_dir: Path, tmp_path: Path) -> None:
+    errors: list[int] = []
+    frames = list(
+        decode_frames(camera(damaged_h264(footage_dir, tmp_path)), 5, 5, lambda: errors.append(1))
+    )
+    assert len(errors) > 0, "refused packets and error-concealed frames are counted"
+    assert len(frames) > 240 and frames[-1].stream_time_s > 9.9  # to the end of the clip
+    clean: list[int] = []
+    assert (
+        len(list(decode_frames(camera(footage_dir / "bikes.mp4"), 5, 5, lambda: clean.append(1))))
+        == 250
+    )
+    assert clean == []
+
+
+def test_damaged_file_plays_once_with_its_errors_in_the_health_report(
+    footage_dir: Path, tmp_path: Path
+) -> None:
+    worker = CameraWorker(
+        camera(damaged_h264(footage_dir, tmp_path)),
+        IngestSettings(retry_initial_s=0.01),
+        RecordingProducer(),  # type: ignore[arg-type]
+        MemoryStore(),
+        threading.Event(),
+    )
+    worker.run()
+    assert worker.sessions == 1 and not worker.failed
+    reports = worker.health.reports()
+    assert sum(r.decode_errors for r in reports) > 0
+    assert sum(r.frames_decoded for r in reports) > 240

@@ -9,7 +9,15 @@ import jsonschema
 import orjson
 import pytest
 
-from schemas import CONTRACTS, TOPICS, ContractError, Event, FrameDetections, FrameRef
+from schemas import (
+    CONTRACTS,
+    TOPICS,
+    CameraHealth,
+    ContractError,
+    Event,
+    FrameDetections,
+    FrameRef,
+)
 from schemas.generate import render, schema_path, stale_files
 
 EXAMPLES = Path(__file__).parents[2] / "schemas" / "examples"
@@ -111,3 +119,39 @@ def test_every_topic_has_a_contract_and_unique_name() -> None:
     assert len({t.name for t in TOPICS}) == len(TOPICS)
     assert {t.schema for t in TOPICS} == set(CONTRACTS)
     assert all(t.retention_ms > 0 for t in TOPICS)
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"window_end": "2026-11-22T07:32:00Z"}, "window_end must be window_start \\+ 60 s"),
+        (
+            {"window_start": "2026-11-22T07:30:30Z", "window_end": "2026-11-22T07:31:30Z"},
+            "whole UTC minute",
+        ),
+        ({"frames_published": 600}, "frames_published cannot exceed frames_decoded"),
+        ({"up_share": 1.2}, "up_share"),
+        ({"covered_s": 0}, "covered_s"),
+        ({"covered_s": 61}, "covered_s"),
+        ({"reconnects": -1}, "reconnects"),
+        ({"reconnects": 70_000}, "reconnects"),  # the warehouse column is UInt16
+        ({"lag_ms_max": None}, "set exactly when frames are published"),
+        ({"lag_ms_max": 100.0}, "lag_ms_max cannot be below lag_ms_mean"),
+        (
+            {"frames_decoded": 0, "frames_published": 0, "lag_ms_mean": None, "lag_ms_max": None},
+            "up_share is 0 exactly when no frame was decoded",
+        ),
+    ],
+)
+def test_inconsistent_camera_health_is_refused(change: dict, reason: str) -> None:
+    with pytest.raises(ContractError, match=reason):
+        CameraHealth.from_bytes(orjson.dumps({**golden(CameraHealth), **change}))
+
+
+def test_a_dead_camera_minute_is_a_valid_camera_health() -> None:
+    dead = {
+        **golden(CameraHealth),
+        **{"frames_decoded": 0, "frames_published": 0, "fps": 0, "up_share": 0},
+        **{"lag_ms_mean": None, "lag_ms_max": None, "reconnects": 12, "covered_s": 17.25},
+    }
+    assert CameraHealth.from_bytes(orjson.dumps(dead)).up_share == 0

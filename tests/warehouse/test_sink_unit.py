@@ -10,9 +10,23 @@ from typing import Any
 import pytest
 from clickhouse_connect.driver.exceptions import OperationalError
 
-from schemas import DETECTIONS_TOPIC, TRAFFIC_DENSITY_TOPIC, FrameDetections, TrafficDensity
+from schemas import (
+    CAMERA_HEALTH_TOPIC,
+    DETECTIONS_TOPIC,
+    TRAFFIC_DENSITY_TOPIC,
+    CameraHealth,
+    FrameDetections,
+    TrafficDensity,
+)
 from warehouse import sink as sink_module
-from warehouse.sink import COLUMNS, Batch, Sink, density_rows, detection_rows
+from warehouse.sink import (
+    COLUMNS,
+    Batch,
+    Sink,
+    camera_health_rows,
+    density_rows,
+    detection_rows,
+)
 
 EXAMPLES = Path(__file__).parents[2] / "schemas" / "examples"
 
@@ -266,3 +280,50 @@ def test_a_client_side_error_stops_the_sink_instead_of_retrying() -> None:
     with pytest.raises(ProgrammingError):
         sink.write(batch, threading.Event())
     assert log == ["insert"] and consumer.commits == []
+
+
+def health_report(**changes: Any) -> CameraHealth:
+    report = CameraHealth.from_bytes(example("camera_health-1-0-0.json"))
+    return report.model_copy(update=changes)
+
+
+def test_camera_health_rows_match_table_columns() -> None:
+    row = dict(
+        zip(
+            COLUMNS["camera_health_1m"],
+            camera_health_rows(health_report())["camera_health_1m"][0],
+            strict=True,
+        )
+    )
+    assert (row["camera_id"], row["covered_s"], row["up_share"]) == ("hue-le-loi-01", 60, 0.9)
+    assert (row["frames_published"], row["lag_ms_mean"], row["lag_ms_max"]) == (216, 182.4, 911)
+    routes = {r.topic.name: r.to_rows for r in sink_module.ROUTES}
+    assert routes[CAMERA_HEALTH_TOPIC.name] is camera_health_rows
+
+
+def test_camera_health_suite_passes_live_and_dead_cameras_holds_back_the_inconsistent() -> None:
+    from warehouse.quality import QualityGate
+
+    dead = health_report(
+        frames_decoded=0,
+        frames_published=0,
+        fps=0.0,
+        up_share=0.0,
+        lag_ms_mean=None,
+        lag_ms_max=None,
+        reconnects=7,
+    )
+    partial = health_report(covered_s=20.5, frames_published=41, fps=2.0, lag_ms_mean=None)
+    wrong_fps = health_report(fps=9.5)
+    up_without_frames = dead.model_copy(update={"up_share": 0.5})
+    rows = [
+        camera_health_rows(r)["camera_health_1m"][0]
+        for r in (health_report(), dead, partial, wrong_fps, up_without_frames)
+    ]
+    valid, failed = QualityGate().split("camera_health_1m", rows, COLUMNS["camera_health_1m"])
+    assert valid == rows[:2]
+    assert {q.index: q.failed_expectations for q in failed} == {
+        2: ("expect_column_values_to_be_in_set(lag_without_frames)",),
+        3: ("expect_column_values_to_be_between(fps_error)",),
+        4: ("expect_column_values_to_be_in_set(up_without_frames)",),
+    }
