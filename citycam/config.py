@@ -68,8 +68,38 @@ class WarehouseSettings(BaseModel):
     password: SecretStr = SecretStr("")
     analyst_username: str = "citycam_analyst"
     analyst_password: SecretStr = SecretStr("")
+    opendata_username: str = Field(
+        default="citycam_opendata", description="Open-data user: reads only open_data (exports)."
+    )
+    opendata_password: SecretStr = SecretStr("")
     database: str = "citycam"
     raw_ttl_days: int = Field(default=7, ge=1, description="TTL of raw detection rows.")
+
+
+class SupersetSettings(BaseModel):
+    """Apache Superset for the planners' dashboards, run from its own virtual environment."""
+
+    venv: Path = Field(
+        default=Path(".venv-superset"), description="Superset's own virtual environment."
+    )
+    data_dir: Path | None = Field(
+        default=None, description="Metadata DB, secret key and logs; default <data_dir>/superset."
+    )
+    port: int = Field(default=0, ge=0, le=65535, description="Loopback port; 0: a free one.")
+    workers: int = Field(default=2, ge=1, le=32, description="gunicorn worker processes.")
+    secret_key: SecretStr = Field(
+        default=SecretStr(""),
+        description="Signs sessions, encrypts stored passwords; empty: generated once, kept "
+        "in the data dir.",
+    )
+    metadata_uri: SecretStr = Field(
+        default=SecretStr(""),
+        description="Superset's metadata database (SQLAlchemy URI); empty: SQLite in the data dir.",
+    )
+    admin_username: str = "admin"
+    admin_password: SecretStr = Field(
+        default=SecretStr(""), description="Empty: generated once, kept in the data dir."
+    )
 
 
 class IngestSettings(BaseModel):
@@ -386,6 +416,7 @@ class Settings(BaseSettings):
     inference: InferenceSettings = InferenceSettings()
     streams: StreamsSettings = StreamsSettings()
     sink: SinkSettings = SinkSettings()
+    superset: SupersetSettings = SupersetSettings()
 
     @property
     def frame_store_uri(self) -> str:
