@@ -3,7 +3,9 @@
 Starts the embedded broker and warehouse, creates topics, migrates, launches ingest,
 inference, streams and sink, shows live progress (from each stage's Prometheus metrics and
 the warehouse), waits until every sampled frame has reached the warehouse as facts, then
-prints the per-camera per-class table read back from ClickHouse.
+prints the per-camera per-class table read back from ClickHouse. Then, unless told not to,
+it brings up Superset with the planners' dashboards on that warehouse and serves them until
+Ctrl-C.
 """
 
 from __future__ import annotations
@@ -60,7 +62,7 @@ def start_stages(settings: Settings, env: dict[str, str]) -> dict[str, StageProc
     return stages
 
 
-def run_demo(timeout_s: float = 900) -> int:
+def run_demo(timeout_s: float = 900, superset: bool = True) -> int:
     console = Console()
     if not console.is_terminal:
         console = Console(width=160)  # logs: room for every column
@@ -99,7 +101,49 @@ def run_demo(timeout_s: float = 900) -> int:
         for render in (render_table, render_crossings, render_alerts):
             console.print(render(client, since))
         console.print(how_to_query(settings))
+        publish_open_data(settings, since, console)
+        if superset:
+            serve_dashboards(settings, console)
     return 0
+
+
+def publish_open_data(settings: Settings, since: datetime, console: Console) -> None:
+    """`citycam export` of this run's UTC day, as citizens would download it."""
+    import subprocess
+
+    day = since.strftime("%Y-%m-%d")
+    command = [sys.executable, "-m", "citycam.cli", "export", "--period", "day", "--date", day]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        console.print(f"[red]open-data export of {day} failed:[/red]\n{done.stderr.strip()}")
+        return
+    portal = Path(settings.data_dir, "open-data", "index.html").resolve()
+    console.print(f"Open data for {day} published; portal page: {portal.as_uri()}")
+
+
+def serve_dashboards(settings: Settings, console: Console) -> None:
+    """Superset on the demo's warehouse until Ctrl-C (the services stay up meanwhile)."""
+    import signal
+    import threading
+
+    from dashboards.serve import start_dashboards
+
+    console.print("starting Superset and importing the dashboards (first run: about a minute)")
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    running = start_dashboards(settings)
+    try:
+        for title, url in running.urls():
+            console.print(f"  {title}: {url}")
+        console.print(
+            f"Superset login: {running.login.username} / {running.login.password} "
+            f"(kept in {Path(settings.data_dir, 'superset').resolve()}). Ctrl-C stops Superset "
+            "and the services; `make demo SUPERSET=0` skips them."
+        )
+        stop.wait()
+    finally:
+        running.stop()
 
 
 def prepare(settings: Settings, console: Console) -> datetime:
