@@ -338,7 +338,9 @@ def warehouse_rows(analyst: Client, name: str, period: Period) -> pd.DataFrame:
 
 def canonical(value: Any) -> Any:
     """One representation per value whatever read it: UTC datetimes, dates, None for missing."""
-    if value is None or (isinstance(value, float) and value != value) or value is pd.NA:
+    if value is None or value is pd.NA or value is pd.NaT:
+        return None
+    if isinstance(value, float) and value != value:
         return None
     if isinstance(value, pd.Timestamp):
         value = value.to_pydatetime()
