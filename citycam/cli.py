@@ -416,17 +416,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_dashboards(args: argparse.Namespace) -> int:
-    from dashboards.serve import start_dashboards
+    from dashboards.serve import serve_dashboards
 
-    stop = stop_on_signals()
-    running = start_dashboards(get_settings())
-    try:
-        for title, url in running.urls():
-            print(f"{title}: {url}")
-        print(f"login: {running.login.username} / {running.login.password}; Ctrl-C stops Superset")
-        stop.wait()
-    finally:
-        running.stop()
+    print("starting Superset and importing the dashboards; Ctrl-C stops Superset")
+    serve_dashboards(get_settings(), stop_on_signals(), print)
     return 0
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,3 +39,16 @@ def start_dashboards(settings: Settings) -> RunningDashboards:
         process.stop()
         raise
     return RunningDashboards(process, login, dashboards)
+
+
+def serve_dashboards(settings: Settings, stop: threading.Event, say: Callable[[str], Any]) -> None:
+    """Start Superset with the dashboards, tell where they are and the login, serve until
+    `stop` is set."""
+    running = start_dashboards(settings)
+    try:
+        for title, url in running.urls():
+            say(f"  {title}: {url}")
+        say(f"Superset login: {running.login.username} / {running.login.password}")
+        stop.wait()
+    finally:
+        running.stop()

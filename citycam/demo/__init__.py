@@ -123,27 +123,15 @@ def publish_open_data(settings: Settings, since: datetime, console: Console) -> 
 
 def serve_dashboards(settings: Settings, console: Console) -> None:
     """Superset on the demo's warehouse until Ctrl-C (the services stay up meanwhile)."""
-    import signal
-    import threading
+    from citycam.cli import stop_on_signals
+    from dashboards.serve import serve_dashboards as serve
 
-    from dashboards.serve import start_dashboards
-
-    console.print("starting Superset and importing the dashboards (first run: about a minute)")
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    running = start_dashboards(settings)
-    try:
-        for title, url in running.urls():
-            console.print(f"  {title}: {url}")
-        console.print(
-            f"Superset login: {running.login.username} / {running.login.password} "
-            f"(kept in {Path(settings.data_dir, 'superset').resolve()}). Ctrl-C stops Superset "
-            "and the services; `make demo SUPERSET=0` skips them."
-        )
-        stop.wait()
-    finally:
-        running.stop()
+    console.print(
+        "starting Superset and importing the dashboards (first run: about a minute). Ctrl-C "
+        f"stops Superset and the services; the login is kept in "
+        f"{Path(settings.data_dir, 'superset').resolve()}; `make demo SUPERSET=0` skips this."
+    )
+    serve(settings, stop_on_signals(), console.print)
 
 
 def prepare(settings: Settings, console: Console) -> datetime:
