@@ -17,7 +17,7 @@ from clickhouse_connect.driver.client import Client
 from citycam.cli import load_registry_dimensions
 from citycam.clickhouse import connect
 from tests.integration.pipeline import Pipeline, wait_for_warehouse
-from tests.warehouse.test_opendata_export import (
+from tests.warehouse.opendata_readback import (
     assert_same_rows,
     read_csv,
     rows_of,
