@@ -126,7 +126,9 @@ class InferenceSettings(BaseModel):
     score_threshold: float = Field(default=0.3, ge=0, le=1)
     torch_threads: int = Field(default=1, ge=1, description="CPU threads for torch.")
     # ByteTrack, tuned for cameras sampled at 2-5 fps: objects move far between frames, so
-    # matching accepts little overlap and a track confirms on its second sighting.
+    # matching accepts little overlap and a track confirms on its second sighting (its first
+    # box already carries its id; confirming on the first cost precision, see
+    # inference.tracking).
     track_activation_threshold: float = Field(
         default=0.4, ge=0, le=1, description="Score a box needs to start a track."
     )
@@ -140,7 +142,12 @@ class InferenceSettings(BaseModel):
         default=0.05, ge=0, le=1, description="Least IoU between a track's prediction and a box."
     )
     track_min_consecutive_frames: int = Field(
-        default=2, ge=1, description="Frames a track must be seen in a row before it gets an id."
+        default=2,
+        ge=1,
+        # From 3, ByteTrack returns a young track's second box without an id, as it does noise.
+        le=2,
+        description="Frames a track must be seen in a row to be confirmed; an unconfirmed "
+        "track ends at its first miss. Its boxes carry its id from the first one on.",
     )
     track_lost_buffer_s: float = Field(
         default=2.0, gt=0, description="How long a track survives unseen (occlusion, misses)."

@@ -2,8 +2,9 @@
 
 Delivery is at-least-once: a crash between publishing detections and committing offsets
 re-runs the batch, and the frame ids make the repeat recognisable downstream. Each camera's
-boxes are tracked (track ids) by the consumer that owns the camera's partition, and people on
-motorcycles and bicycles are marked as riders of them.
+boxes are tracked by the consumer that owns the camera's partition: every published box
+carries a track id, and low-score boxes that continue no track (ByteTrack's noise) are not
+published. People on the published motorcycles and bicycles are then marked as their riders.
 """
 
 from __future__ import annotations
@@ -42,6 +43,11 @@ log = logging.getLogger(__name__)
 
 FRAMES_INFERRED = Counter("citycam_inference_frames", "Frames run through the detector", ["camera"])
 BOXES = Counter("citycam_inference_detections", "Boxes published", ["camera"])
+NOISE_BOXES = Counter(
+    "citycam_inference_untracked_boxes",
+    "Low-score boxes left out: they continued no track (noise in ByteTrack's design)",
+    ["camera"],
+)
 DEAD_LETTERS = Counter("citycam_inference_dead_letters", "FrameRefs refused")
 BATCH_SECONDS = Histogram("citycam_inference_batch_seconds", "Detector time per batch")
 TRACK_SECONDS = Histogram(
@@ -83,13 +89,18 @@ def clip_to_frame(dets: sv.Detections, width: int, height: int) -> sv.Detections
 def to_contract(
     ref: FrameRef, dets: sv.Detections, detector: Detector, width: int, height: int
 ) -> FrameDetections:
-    """The published event; ``dets.tracker_id`` (if set, -1 for none) gives the track ids."""
+    """The published event of ``dets`` as ``CameraTrackers.update`` returns them.
+
+    Every box needs its track id. Riders are found among exactly these boxes, after tracking
+    left the noise out, so ``rider_of`` indexes the published list.
+    """
     dets = clip_to_frame(dets, width, height)
     scores, class_ids, tracks = dets.confidence, dets.class_id, dets.tracker_id
     if scores is None or class_ids is None:
         raise ValueError(f"detector {detector.name} returned boxes without scores or classes")
+    if tracks is None or np.any(tracks == UNTRACKED):
+        raise ValueError("every published box needs a track id: pass CameraTrackers' output")
     names = np.asarray(dets.data.get("class_name", [str(c) for c in class_ids]), dtype=str)
-    tracks = tracks if tracks is not None else np.full(len(dets), UNTRACKED)
     rider_of = associate_riders(dets.xyxy, names)
     riders = rider_counts(rider_of)
     boxes = tuple(
@@ -98,7 +109,7 @@ def to_contract(
             class_id=int(class_ids[i]),
             score=round(float(scores[i]), 4),
             bbox=BoundingBox(x1=x1, y1=y1, x2=x2, y2=y2),
-            track_id=None if tracks[i] == UNTRACKED else int(tracks[i]),
+            track_id=int(tracks[i]),
             riders=int(riders[i]),
             rider_of=None if rider_of[i] == NO_VEHICLE else int(rider_of[i]),
         )
@@ -185,15 +196,14 @@ class InferenceService:
 
     def _publish(self, frame: PendingFrame, dets: sv.Detections) -> None:
         height, width = frame.image_rgb.shape[:2]
+        clipped = clip_to_frame(dets, width, height)
         started = time.perf_counter()
-        dets = self.tracks.update(
-            frame.ref.camera_id,
-            frame.ref.captured_at,
-            clip_to_frame(dets, width, height),
-            partition=frame.message.partition(),
+        tracked = self.tracks.update(
+            frame.ref.camera_id, frame.ref.captured_at, clipped, frame.message.partition()
         )
         TRACK_SECONDS.observe(time.perf_counter() - started)
-        event = to_contract(frame.ref, dets, self.detector, width, height)
+        NOISE_BOXES.labels(frame.ref.camera_id).inc(len(clipped) - len(tracked))
+        event = to_contract(frame.ref, tracked, self.detector, width, height)
         captured_ms = int(frame.ref.captured_at.timestamp() * 1000)
         self.producer.publish(
             DETECTIONS_TOPIC, frame.ref.camera_id, event, timestamp_ms=captured_ms

@@ -33,12 +33,14 @@ class Detection(BaseModel):
     class_id: int = Field(ge=0, description="Model label id (COCO id for the default model).")
     score: float = Field(ge=0, le=1)
     bbox: BoundingBox
+    # Optional for 1-0-0 payloads and other producers; the inference service always sets it.
     track_id: int | None = Field(
         default=None,
         ge=0,
-        description="Id of the object's track, unique per camera and stable across frames; "
-        "null when the tracker has not confirmed the box (first sighting, or a low-score box "
-        "matching no track).",
+        description="Id of the object's track, unique per camera and stable across frames. "
+        "The inference service always sets it: a track's first box already carries the id, "
+        "and low-score boxes that continue no track are not published. Null only from "
+        "producers without a tracker and in events published before this rule.",
     )
     # 1-1-0: rider association (additions, optional).
     riders: int = Field(

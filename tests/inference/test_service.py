@@ -13,10 +13,11 @@ import pytest
 import supervision as sv
 import torch
 from confluent_kafka import TopicPartition
+from prometheus_client import REGISTRY
 
 from citycam.config import InferenceSettings, KafkaSettings
 from inference import service as service_module
-from inference.service import InferenceService
+from inference.service import InferenceService, to_contract
 from schemas import FRAMES_TOPIC, FrameDetections, FrameRef
 
 T0 = datetime(2026, 11, 22, 7, 0, 0, tzinfo=UTC)
@@ -79,8 +80,11 @@ class ScriptedDetector:
 
     name, version, device = "scripted", "1", torch.device("cpu")
 
-    def __init__(self, boxes: list[tuple[str, float, float, float, float]]) -> None:
+    def __init__(
+        self, boxes: list[tuple[str, float, float, float, float]], scores: Sequence[float] = ()
+    ) -> None:
         self.boxes = boxes
+        self.scores = np.array(scores or [0.9] * len(boxes), dtype=np.float32)
         self.calls = 0
 
     def detect(self, images: Sequence[np.ndarray]) -> list[sv.Detections]:
@@ -93,7 +97,7 @@ class ScriptedDetector:
             out.append(
                 sv.Detections(
                     xyxy=xyxy,
-                    confidence=np.full(len(self.boxes), 0.9, dtype=np.float32),
+                    confidence=self.scores,
                     class_id=np.zeros(len(self.boxes), dtype=int),
                     data={"class_name": np.array([b[0] for b in self.boxes])},
                 )
@@ -114,18 +118,29 @@ SCENE = [
 ]
 
 
-@pytest.fixture
-def parts(monkeypatch: pytest.MonkeyPatch) -> tuple[InferenceService, FakeConsumer, FakeProducer]:
+# The pedestrian stands over a motorcycle detected at a low score only: no track, so noise.
+NOISY_SCENE = [("motorcycle", 390.0, 240.0, 460.0, 310.0), *SCENE[1:]]
+NOISY_SCORES = [0.3, 0.9, 0.9, 0.9]
+
+Parts = tuple[InferenceService, FakeConsumer, FakeProducer]
+
+
+def make_parts(monkeypatch: pytest.MonkeyPatch, detector: ScriptedDetector) -> Parts:
     consumer, producer = FakeConsumer(), FakeProducer()
     monkeypatch.setattr(service_module, "Consumer", lambda config: consumer)
     service = InferenceService(
-        ScriptedDetector(SCENE),  # type: ignore[arg-type]
+        detector,
         FakeStore(),  # type: ignore[arg-type]
         KafkaSettings(),
         InferenceSettings(),
         producer,  # type: ignore[arg-type]
     )
     return service, consumer, producer
+
+
+@pytest.fixture
+def parts(monkeypatch: pytest.MonkeyPatch) -> Parts:
+    return make_parts(monkeypatch, ScriptedDetector(SCENE))
 
 
 def frames(camera: str, partition: int, count: int, start: int = 0) -> list[FakeMessage]:
@@ -148,26 +163,22 @@ def frames(camera: str, partition: int, count: int, start: int = 0) -> list[Fake
     ]
 
 
-def test_published_boxes_carry_track_ids_and_riders(
-    parts: tuple[InferenceService, FakeConsumer, FakeProducer],
-) -> None:
+def test_published_boxes_carry_track_ids_and_riders(parts: Parts) -> None:
     service, consumer, producer = parts
     service.process_batch(frames("cam-a", partition=3, count=3))  # type: ignore[arg-type]
     assert consumer.commits == [[(3, 3)]]
-    first, *later = producer.events
-    assert [d.class_name for d in first.detections] == ["motorcycle", "person", "person"]
-    assert all(d.track_id is None for d in first.detections)  # seen once: not confirmed yet
-    for event in later:
+    names = [[d.class_name for d in e.detections] for e in producer.events]
+    assert names == [["motorcycle", "person", "person"]] * 3
+    for event in producer.events:
         bike, rider, pedestrian = event.detections
         # Indices refer to the published list, after the clipped-away car was dropped.
         assert (bike.riders, rider.rider_of, pedestrian.rider_of) == (1, 0, None)
-    ids = [[d.track_id for d in e.detections] for e in later]
-    assert ids[0] == ids[1] and None not in ids[0] and len(set(ids[0])) == 3
+    # The first sighting already carries the id its track keeps.
+    ids = [[d.track_id for d in e.detections] for e in producer.events]
+    assert ids[0] == ids[1] == ids[2] and None not in ids[0] and len(set(ids[0])) == 3
 
 
-def test_revoked_or_lost_partitions_drop_their_cameras_tracks(
-    parts: tuple[InferenceService, FakeConsumer, FakeProducer],
-) -> None:
+def test_revoked_or_lost_partitions_drop_their_cameras_tracks(parts: Parts) -> None:
     service, consumer, _ = parts
     stop = threading.Event()
     stop.set()
@@ -180,3 +191,31 @@ def test_revoked_or_lost_partitions_drop_their_cameras_tracks(
     assert service.tracks.cameras == {"cam-b", "cam-c"}
     consumer.callbacks["on_lost"](consumer, [TopicPartition(FRAMES_TOPIC.name, 5)])
     assert service.tracks.cameras == {"cam-b"}
+
+
+def noise_dropped(camera: str) -> float:
+    value = REGISTRY.get_sample_value("citycam_inference_untracked_boxes_total", {"camera": camera})
+    return value or 0.0
+
+
+def test_low_score_boxes_in_no_track_are_dropped_and_counted_riders_reindexed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    service, _, producer = make_parts(monkeypatch, ScriptedDetector(NOISY_SCENE, NOISY_SCORES))
+    before = noise_dropped("cam-noisy")
+    service.process_batch(frames("cam-noisy", partition=1, count=3))  # type: ignore[arg-type]
+    assert noise_dropped("cam-noisy") - before == 3  # the low-score motorcycle, on each frame
+    for event in producer.events:  # the events passed FrameDetections' rider checks
+        assert [d.score for d in event.detections] == [0.9] * 3
+        bike, rider, pedestrian = event.detections
+        # Riders are found after the drop: the rider points at the bike's published index, and
+        # the pedestrian rides nothing rather than the box that was left out.
+        assert (bike.riders, rider.rider_of, pedestrian.rider_of) == (1, 0, None)
+        assert None not in [d.track_id for d in event.detections]
+
+
+def test_the_contract_refuses_boxes_without_a_track_id() -> None:
+    dets = ScriptedDetector(SCENE[1:]).detect([np.zeros((HEIGHT, WIDTH, 3), np.uint8)])[0]
+    ref = FrameRef.from_bytes(frames("cam", 0, 1)[0].value())
+    with pytest.raises(ValueError, match="track id"):
+        to_contract(ref, dets, ScriptedDetector(SCENE), WIDTH, HEIGHT)

@@ -51,27 +51,30 @@ def test_cars_keep_their_track_ids(events: list[FrameDetections]) -> None:
     cars = [(i, d) for i, e in enumerate(events) for d in e.detections if d.class_name == "car"]
     frames_per_track: dict[int, set[int]] = defaultdict(set)
     for i, car in cars:
-        if car.track_id is not None:
-            frames_per_track[car.track_id].add(i)
-    tracked = sum(len(frames) for frames in frames_per_track.values())
-    assert len(cars) >= 15 and tracked >= 0.6 * len(cars)
-    assert len(frames_per_track) * 4 <= len(cars)  # ids are far fewer than car boxes
-    # Most tracked boxes belong to tracks seen on at least 3 frames; the parked car on 8+.
+        assert car.track_id is not None
+        frames_per_track[car.track_id].add(i)
+    assert len(cars) >= 15
+    # Ids are far fewer than car boxes, though a car seen on one frame only has its own id.
+    assert len(frames_per_track) * 3 <= len(cars)
+    # Most boxes belong to tracks seen on at least 3 frames; the parked car on 8+.
     long_tracks = sum(len(f) for f in frames_per_track.values() if len(f) >= 3)
-    assert long_tracks >= 0.75 * tracked
+    assert long_tracks >= 0.75 * len(cars)
     assert max(len(f) for f in frames_per_track.values()) >= 8
 
 
-def test_no_track_id_appears_twice_on_one_frame(events: list[FrameDetections]) -> None:
+def test_every_box_has_a_track_id_unique_on_its_frame(events: list[FrameDetections]) -> None:
     for event in events:
-        ids = Counter(d.track_id for d in event.detections if d.track_id is not None)
+        ids = Counter(d.track_id for d in event.detections)
+        assert None not in ids, event.frame_id
         assert not ids or max(ids.values()) == 1, event.frame_id
 
 
 def test_the_cyclist_is_a_rider_of_the_bicycle_not_a_pedestrian(
     events: list[FrameDetections],
 ) -> None:
-    cycling = [e for e in events if 110 <= int(e.frame_id.rsplit("-", 1)[1]) <= 135]
+    # From frame 115: on 110 the bicycle is detected at scores 0.34-0.37 only, below the
+    # activation threshold; such boxes are noise to ByteTrack and not published.
+    cycling = [e for e in events if 115 <= int(e.frame_id.rsplit("-", 1)[1]) <= 135]
     people = [[d for d in e.detections if d.class_name == "person"] for e in cycling]
     assert all(len(p) == 1 for p in people)
     riding = [
@@ -80,4 +83,4 @@ def test_the_cyclist_is_a_rider_of_the_bicycle_not_a_pedestrian(
         if p[0].rider_of is not None
     ]
     assert riding == ["bicycle"] * len(cycling)
-    assert len({p[0].track_id for p in people[1:]}) == 1  # and one track throughout
+    assert len({p[0].track_id for p in people}) == 1  # and one track throughout
