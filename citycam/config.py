@@ -237,6 +237,15 @@ class AlertSettings(BaseModel):
         ge=1,
         description="Minutes without data that close an open episode at its last known minute.",
     )
+    silent_close_s: float = Field(
+        default=900.0,
+        gt=0,
+        description="Wall-clock fallback of max_gap_minutes: a camera with an open episode or "
+        "unjudged minutes and no fact for this long has its minutes judged and its episodes "
+        "closed at their last known minute, when its camera-health reports have not shown it "
+        "silent by then (ingest down too, or reports the facts never caught up with). Longer "
+        "than max_gap_minutes, so a live camera back within the gap keeps its episode.",
+    )
     min_frames: int = Field(default=3, ge=1, description="Fewer frames in a minute: no reading.")
     ongoing_every_minutes: int = Field(
         default=15,
@@ -287,6 +296,20 @@ class AlertSettings(BaseModel):
     flow_halflife_days: float = Field(
         default=14.0, gt=0, description="Half-life of the baseline, in days of the bucket's data."
     )
+    seed_from_warehouse: bool = Field(
+        default=True,
+        description="Seed a camera's flow baselines from the warehouse's line_crossings_1m "
+        "when the job first sees it with nothing learned (new or reset job), so it judges flow "
+        "at once instead of after flow_min_history_days. Reads as the analyst user; a warehouse "
+        "that cannot be read leaves the baselines to be learned from the stream.",
+    )
+    seed_history_days: int = Field(
+        default=28,
+        ge=1,
+        le=366,
+        description="Days of warehouse history, before the first minute the job sees, that "
+        "seed the baselines.",
+    )
 
     @field_validator("timezone")
     @classmethod
@@ -318,6 +341,15 @@ class AlertSettings(BaseModel):
             raise ValueError(
                 f"{', '.join(bad)}: close thresholds must be looser than open ones "
                 "(and severity_high >= severity_medium)"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _fallback_after_gap(self) -> Self:
+        if self.silent_close_s <= self.max_gap_minutes * 60:
+            raise ValueError(
+                "silent_close_s must exceed max_gap_minutes: a live camera back within the gap "
+                "keeps its episode"
             )
         return self
 

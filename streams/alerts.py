@@ -22,6 +22,28 @@ repeated or late, so nothing is judged on arrival:
    hold condition; it starts at the first minute of its opening run and ends where its
    closing run began. A minute without a reading (camera down, too few frames) breaks a run;
    more than `max_gap_minutes` of them close an open episode at its last known minute.
+4. Silence. The gap rule acts at the next judged minute, and a dead camera sends no facts: its
+   last minutes would wait unsettled and its open episode stay open for ever. So event time
+   comes from ingest too: it reports every wall-clock minute of every camera it runs
+   (CameraHealth, dead cameras included). A minute in which the camera published no frame is
+   one no fact can come for, and it moves the camera's clock as a fact of that minute would:
+   the camera's minutes settle `settle_minutes` behind it and the gap rule closes its episodes
+   (`Alerter.add_health`). Only once the facts have caught up with the camera's last live
+   health minute (`CameraAlerts.silent_at`): reports skip inference, so on a backlog they run
+   minutes ahead of the facts, and a dead minute must not settle minutes whose facts are still
+   to come; and only while the facts' minutes (capture time) keep to the reports' (wall clock),
+   as a live camera's do. Live minutes only note where the facts will end; the facts themselves
+   settle a live camera. A repeated report changes nothing (a dead minute not after the newest
+   live one is ignored; an idle track has nothing to close). The fallback is the wall clock
+   (`Alerter.silent_cameras`, `Alerter.close_silent`): a camera with no fact for
+   `silent_close_s` has its waiting minutes judged and its episodes closed the same way, for
+   when no reports show it silent (ingest down too, a file replayed off the wall clock, or
+   facts that never caught up: the last frames' capture times fell in an earlier minute than
+   their report's). Either way an episode closes once, at its last known minute, with the
+   message the gap rule sends when the camera comes back: a close depends on the episode's last
+   reading only, never on when or how the silence was noticed. `silent_close_s` exceeds the
+   gap, so a live camera silent that long (wall clock) has been silent longer than the gap in
+   event time too.
 
 Congestion (per zone): mean PCU in the zone (pedestrians weigh 0) and occupied share, and where
 the camera is calibrated the mean ground speed of its line crossings. Open: share >= 0.9,
@@ -39,25 +61,43 @@ bucket has seen fewer than `flow_min_history_days` days. Every judged minute the
 bucket, winsorised at the open z once the bucket is learned, so an incident barely moves the
 baseline while a lasting change of traffic is still learned.
 
+Seeding. A new or reset job would judge no flow for `flow_min_history_days`. So the first time
+the job sees a camera that has learned no flow, it reads up to `seed_history_days` of the
+camera's per-minute flow from the warehouse (line_crossings_1m FINAL: each minute's final
+emission, as `summarize` keeps it), ending before the first minute it sees, and replays those
+minutes through the stream's own flow judgement (`seed_baselines`): the baselines are the ones
+the stream would have learned from the same facts, and minutes the job will judge itself (a
+reset job re-reads the facts topic from its start) are not counted twice. A warehouse that
+cannot be read costs a warning; the camera then learns from the stream as before. The read is
+this module's only I/O (`BaselineSeeder`), here so it is tested without the Faust app.
+
 All state is plain JSON-able data for Faust tables (changelogged).
 """
 
 from __future__ import annotations
 
+import logging
 import math
-from collections.abc import MutableMapping
+from collections.abc import Iterable, MutableMapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from citycam.config import AlertSettings, StreamsSettings
+from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.exceptions import ClickHouseError
+
+from citycam.clickhouse import connect
+from citycam.config import AlertSettings, StreamsSettings, WarehouseSettings
 from schemas import Evidence, FrameDetections, LineCrossings, TrafficAlert, ZoneOccupancy
 from schemas.alerts import Severity, alert_id
 from streams.density import count_vehicles
 
+log = logging.getLogger(__name__)
+
 MINUTE = 60
 EVIDENCE_TOPIC = "citycam-streams-alert-evidence"  # internal to the streams job
+CLOCK_TOPIC = "citycam-streams-alert-clock"  # internal: health minutes and silence checks
 MinuteRecord = dict[str, Any]
 SEVERITIES = ("low", "medium", "high")
 
@@ -478,6 +518,7 @@ class CameraAlerts:
     flow: Track = field(default_factory=Track)
     recent_flow: list[list[float]] = field(default_factory=list)  # [[minute, pcu/h], ...]
     baselines: dict[str, Baseline] = field(default_factory=dict)
+    live: int | None = None  # newest health minute in which the camera published frames
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -487,12 +528,13 @@ class CameraAlerts:
         if not data:
             return cls()
         return cls(
-            latest=data["latest"],
+            latest=dict(data["latest"]),  # copies: `Alerter._save` compares with `data`
             evaluated=data["evaluated"],
             zones={k: Track(**v) for k, v in data["zones"].items()},
             flow=Track(**data["flow"]),
-            recent_flow=data["recent_flow"],
+            recent_flow=[list(r) for r in data["recent_flow"]],
             baselines={k: Baseline(**v) for k, v in data["baselines"].items()},
+            live=data.get("live"),  # absent from states written before health was read
         )
 
     def accepts(self, minute: int) -> bool:
@@ -513,6 +555,39 @@ class CameraAlerts:
             return []
         horizon = min(self.latest[source] for source in waited) - s.settle_minutes * MINUTE
         return sorted(m for m in pending if m <= horizon and self.accepts(m))
+
+    def silent_at(self, minute: int) -> bool:
+        """Whether a health minute without published frames shows the camera silent: it comes
+        after the camera's last live minute, and the facts of every source the camera has
+        reached that minute (none still on their way through inference) but not run ahead
+        of it (capture time keeps to the reports' wall clock, as a live camera's does; a file
+        replayed faster than real time has facts the reports say nothing about)."""
+        live = self.live
+        if live is None or minute <= live or not self.latest:
+            return False
+        return all(live <= newest <= live + MINUTE for newest in self.latest.values())
+
+    def has_open_episode(self) -> bool:
+        return self.flow.phase == "open" or any(t.phase == "open" for t in self.zones.values())
+
+    def learned_flow(self) -> bool:
+        """Whether any flow minute went into the baselines (judged here, or seeded)."""
+        return any(baseline.n for baseline in self.baselines.values())
+
+    def close_stale(
+        self, camera_id: str, minute: int, s: AlertSettings, emitted_at: datetime
+    ) -> list[TrafficAlert]:
+        """Close what the gap rule would close at a reading after `minute`, for a camera
+        known to have no reading after its judged minutes up to `minute` (silent)."""
+        alerts = [
+            to_alert(camera_id, "congestion", zone_id, t, s, emitted_at)
+            for zone_id, track in sorted(self.zones.items())
+            if (t := track.stale(minute, s.max_gap_minutes))
+        ]
+        flow = self.flow.stale(minute, s.max_gap_minutes)
+        if flow is not None:
+            alerts.append(to_alert(camera_id, "abnormal_flow", None, flow, s, emitted_at))
+        return alerts
 
     def evaluate(
         self, camera_id: str, reading: MinuteReading, s: AlertSettings, emitted_at: datetime
@@ -545,11 +620,12 @@ class CameraAlerts:
                 del self.zones[zone_id]  # a zone gone from the facts (registry change)
         alerts += [
             to_alert(camera_id, "abnormal_flow", None, t, s, emitted_at)
-            for t in self._judge_flow(reading, s)
+            for t in self.judge_flow_minute(reading, s)
         ]
         return alerts
 
-    def _judge_flow(self, reading: MinuteReading, s: AlertSettings) -> list[Transition]:
+    def judge_flow_minute(self, reading: MinuteReading, s: AlertSettings) -> list[Transition]:
+        """Judge a minute's flow against its bucket, then learn it (seeding replays this)."""
         minute = reading.start
         measure = None
         if reading.flow_pcu_per_hour is not None:
@@ -580,13 +656,15 @@ EVIDENCE_KEEP_MINUTES = 60  # evidence ahead of a camera's facts, or of a camera
 
 
 class Alerter:
-    """Feeds facts and evidence into per-camera state; returns the alerts to publish.
+    """Feeds facts, evidence and camera health into per-camera state; returns the alerts to
+    publish.
 
     `states`: camera_id -> CameraAlerts.to_json(); `pending`: "camera|minute" -> the minute's
     fact record until it is judged; `evidence`: "camera|minute" -> its most crowded frame.
-    Each call reads and writes the maps without awaiting, so two agents may share one Alerter.
+    Each call reads and writes the maps without awaiting, so agents may share one Alerter.
     Which minutes a camera has pending is an in-memory index, rebuilt from the maps' keys after
-    `forget_index()` (call it when partitions were reassigned).
+    `forget_index()` (call it when partitions were reassigned). Wall times (`clock`) only ever
+    decide when to stop waiting: which sources hold minutes back, and the silence fallback.
     """
 
     def __init__(
@@ -601,9 +679,12 @@ class Alerter:
         self._index: dict[str, set[int]] = {}
         self._heard: dict[tuple[str, str], float] = {}  # (camera, source) -> wall time
         self._first: dict[str, float] = {}  # camera -> wall time of its first fact here
+        self._last_fact: dict[str, float] = {}  # camera -> wall time of its latest fact here
+        self._seed_claimed: set[str] = set()  # cameras whose seeding this process has tried
 
     def forget_index(self) -> None:
         self._index.clear()
+        self._last_fact.clear()  # a camera (re)assigned here is silent from now on, not before
 
     def _minutes(self, camera_id: str) -> set[int]:
         if camera_id not in self._index:
@@ -624,14 +705,30 @@ class Alerter:
             if clock - self._heard.get((camera_id, source), first) <= timeout
         }
 
+    def _judge(
+        self, camera_id: str, state: CameraAlerts, due: list[int], now: datetime
+    ) -> list[TrafficAlert]:
+        """Judge these minutes (settled, ascending) from their records; they leave the maps."""
+        minutes = self._minutes(camera_id)
+        alerts: list[TrafficAlert] = []
+        for minute in due:
+            key = minute_key(camera_id, minute)
+            record, evidence = self.pending.pop(key, None), self.evidence.pop(key, None)
+            minutes.discard(minute)
+            reading = summarize(minute, record, evidence, self.settings)
+            alerts += state.evaluate(camera_id, reading, self.settings, now)
+        return alerts
+
     def add_fact(
         self, fact: ZoneOccupancy | LineCrossings, now: datetime, clock: float | None = None
     ) -> tuple[bool, list[TrafficAlert]]:
         """(whether the fact still counted, alerts). A fact for a judged minute is ignored.
 
         `now` stamps the alerts (emitted_at); `clock`, wall time in seconds (default: now),
-        tells which sources are still heard of."""
+        tells which sources are still heard of, and since when the camera is (silence)."""
         camera_id, minute = fact.camera_id, minute_of(fact.window_start.timestamp())
+        clock = now.timestamp() if clock is None else clock
+        self._last_fact[camera_id] = clock
         state = CameraAlerts.from_json(self.states.get(camera_id))
         if not state.accepts(minute):
             return False, []
@@ -645,25 +742,98 @@ class Alerter:
             self.pending[key] = record
             minutes.add(minute)
         source = "zones" if isinstance(fact, ZoneOccupancy) else "lines"
-        clock = now.timestamp() if clock is None else clock
         waited = self._waited(camera_id, clock)
         self._heard[(camera_id, source)] = clock
         advanced = state.saw(source, minute)
         alerts: list[TrafficAlert] = []
         due_minutes = state.due(minutes, self.settings, waited | {source})
         if advanced or due_minutes:
-            for due in due_minutes:
-                due_key = minute_key(camera_id, due)
-                reading = summarize(
-                    due,
-                    self.pending.pop(due_key, None),
-                    self.evidence.pop(due_key, None),
-                    self.settings,
-                )
-                minutes.discard(due)
-                alerts += state.evaluate(camera_id, reading, self.settings, now)
+            alerts = self._judge(camera_id, state, due_minutes, now)
             self.states[camera_id] = state.to_json()
         return True, alerts
+
+    def add_health(
+        self, camera_id: str, minute: int, frames_published: int, now: datetime
+    ) -> list[TrafficAlert]:
+        """A camera-health report (its wall-clock minute, frames published in it): alerts.
+
+        A live minute is noted; a dead one that shows the camera silent settles the camera's
+        minutes `settle_minutes` behind it, as a fact of that minute would, and closes what
+        the gap rule closes there. Cameras without facts yet have nothing to settle."""
+        data = self.states.get(camera_id)
+        if data is None:
+            return []
+        state = CameraAlerts.from_json(data)
+        alerts: list[TrafficAlert] = []
+        if frames_published > 0:
+            state.live = max(minute, state.live if state.live is not None else minute)
+        elif state.silent_at(minute):
+            horizon = minute - self.settings.settle_minutes * MINUTE
+            minutes = self._minutes(camera_id)
+            due = sorted(m for m in minutes if m <= horizon and state.accepts(m))
+            alerts = self._judge(camera_id, state, due, now)
+            alerts += state.close_stale(camera_id, horizon, self.settings, now)
+        self._save(camera_id, state, data)
+        return alerts
+
+    def silent_cameras(self, clock: float) -> list[str]:
+        """Cameras with an open episode or unjudged facts and no fact for silent_close_s (wall
+        clock; a camera not heard of in this process counts from its first look here)."""
+        waiting = {parse_minute_key(key)[0] for key in list(self.pending.keys())}
+        waiting |= {
+            camera_id
+            for camera_id, data in list(self.states.items())
+            if data and CameraAlerts.from_json(data).has_open_episode()
+        }
+        return sorted(camera_id for camera_id in waiting if self._silent(camera_id, clock))
+
+    def _silent(self, camera_id: str, clock: float) -> bool:
+        since = self._last_fact.setdefault(camera_id, clock)
+        return clock - since >= self.settings.silent_close_s
+
+    def close_silent(self, camera_id: str, now: datetime, clock: float) -> list[TrafficAlert]:
+        """The wall-clock fallback for a camera that is still silent (see `silent_cameras`):
+        judge its minutes up to its last fact's and close its episodes as the gap rule
+        would. Nothing if a fact came since it was found silent."""
+        data = self.states.get(camera_id)
+        if data is None or not self._silent(camera_id, clock):
+            return []
+        state = CameraAlerts.from_json(data)
+        minutes = self._minutes(camera_id)
+        with_facts = [m for m in minutes if minute_key(camera_id, m) in self.pending]
+        last = max(with_facts, default=None)
+        due = sorted(m for m in minutes if last is not None and m <= last and state.accepts(m))
+        alerts = self._judge(camera_id, state, due, now)
+        if state.evaluated is not None:
+            beyond_gap = state.evaluated + (self.settings.max_gap_minutes + 1) * MINUTE
+            alerts += state.close_stale(camera_id, beyond_gap, self.settings, now)
+        self._save(camera_id, state, data)
+        return alerts
+
+    def _save(self, camera_id: str, state: CameraAlerts, before: Any) -> None:
+        """Write a camera's state back if it changed (a table write is a changelog message)."""
+        after = state.to_json()
+        if after != before:
+            self.states[camera_id] = after
+
+    def claim_seed(self, camera_id: str) -> bool:
+        """Whether to seed the camera's flow baselines now: it has learned no flow, and this
+        process has not tried yet (once per camera: a warehouse that is down is not asked
+        again for every fact)."""
+        if camera_id in self._seed_claimed:
+            return False
+        self._seed_claimed.add(camera_id)
+        return not CameraAlerts.from_json(self.states.get(camera_id)).learned_flow()
+
+    def seed(self, camera_id: str, baselines: dict[str, Baseline]) -> bool:
+        """Give the camera these baselines unless it learned some flow meanwhile; True if so."""
+        data = self.states.get(camera_id)
+        state = CameraAlerts.from_json(data)
+        if not baselines or state.learned_flow():
+            return False
+        state.baselines = {key: Baseline(**asdict(b)) for key, b in baselines.items()}
+        self._save(camera_id, state, data)
+        return True
 
     def add_evidence(self, camera_id: str, minute: int, record: EvidenceRecord) -> bool:
         """Keep the frame if it is the minute's most crowded so far; True if kept."""
@@ -681,3 +851,93 @@ class Alerter:
                 self.evidence.pop(old_key, None)
                 minutes.discard(old)
         return True
+
+
+# ---------------------------------------------------------------------------------------------
+# Seeding flow baselines from the warehouse's history of the camera.
+
+DAY = 86400
+
+# A minute's flow as `summarize` reads it: PCU per hour summed over the lines, ways and classes
+# of the minute's final emission (FINAL keeps the row with most frames), rows with enough
+# frames only; no row with enough frames, no reading.
+FLOW_HISTORY_SQL = """
+SELECT toUnixTimestamp(window_start) AS minute, round(sum(pcu_per_hour), 4) AS flow
+FROM line_crossings_1m FINAL
+WHERE camera_id = {camera_id:String}
+  AND window_start >= toDateTime({since:Int64}, 'UTC')
+  AND window_start < toDateTime({until:Int64}, 'UTC')
+  AND frames >= {min_frames:UInt32}
+GROUP BY minute
+ORDER BY minute
+"""
+
+
+def seed_baselines(history: Iterable[tuple[int, float]], s: AlertSettings) -> dict[str, Baseline]:
+    """The baselines the stream would have learned from these (minute, PCU per hour) flow
+    readings, given in minute order: they are judged by the stream's own flow judgement (its
+    smoothing, buckets, winsorising), on a scratch state whose alerts are dropped."""
+    scratch = CameraAlerts()
+    for minute, flow in history:
+        scratch.judge_flow_minute(MinuteReading(minute, flow_pcu_per_hour=flow), s)
+    return {key: baseline for key, baseline in scratch.baselines.items() if baseline.n}
+
+
+def flow_history(
+    client: Client, camera_id: str, since: int, until: int, min_frames: int
+) -> list[tuple[int, float]]:
+    """(minute, PCU per hour) of the camera's minutes in [since, until), in minute order."""
+    parameters = {
+        "camera_id": camera_id,
+        "since": since,
+        "until": until,
+        "min_frames": min_frames,
+    }
+    result = client.query(FLOW_HISTORY_SQL, parameters=parameters)
+    return [(int(minute), float(flow)) for minute, flow in result.result_rows]
+
+
+class BaselineSeeder:
+    """Seeds a camera's flow baselines from the warehouse, as the analyst (read-only) user.
+
+    Never raises for the warehouse: one that cannot be reached or read (down, no table yet,
+    wrong credentials) logs a warning and gives no baselines, and the camera learns from the
+    stream. The connection is opened on first use and again after a failure.
+    """
+
+    def __init__(self, warehouse: WarehouseSettings, settings: AlertSettings) -> None:
+        self.warehouse, self.settings = warehouse, settings
+        self._client: Client | None = None
+
+    def baselines(self, camera_id: str, until: int) -> dict[str, Baseline]:
+        """Baselines from the camera's `seed_history_days` of flow before minute `until`."""
+        since = until - self.settings.seed_history_days * DAY
+        try:
+            history = flow_history(
+                self._connect(), camera_id, since, until, self.settings.min_frames
+            )
+        except (ClickHouseError, OSError, ValueError) as exc:
+            self._client = None
+            log.warning(
+                "flow baselines of %s not seeded from the warehouse, learning them from the "
+                "stream instead: %s",
+                camera_id,
+                exc,
+            )
+            return {}
+        baselines = seed_baselines(history, self.settings)
+        log.info(
+            "flow baselines of %s seeded from %d warehouse minutes (%d buckets)",
+            camera_id,
+            len(history),
+            len(baselines),
+        )
+        return baselines
+
+    def _connect(self) -> Client:
+        if self._client is None:
+            password = self.warehouse.analyst_password.get_secret_value()
+            self._client = connect(
+                self.warehouse, username=self.warehouse.analyst_username, password=password
+            )
+        return self._client

@@ -11,18 +11,36 @@ is streams.alerts):
   partition. Unreadable detections are skipped here; the density agent dead-letters them.
 - `keep_evidence` stores that evidence, `raise_alerts` buffers the line-crossings and
   zone-occupancy facts, judges each camera's minutes as they settle and publishes the
-  alerts. Both share one streams.alerts.Alerter over three changelogged tables
+  alerts. They share one streams.alerts.Alerter over three changelogged tables
   (alert-states per camera, alert-pending and alert-evidence per camera and minute).
+- Silence (streams.alerts, rule 4). `forward_health` repartitions ingest's camera-health
+  reports (citycam.ops.camera-health.v1, librdkafka's hash) the same way, as
+  (camera, minute, frames published), onto the internal topic `citycam-streams-alert-clock`;
+  `keep_time` hands them to the Alerter, whose dead minutes settle a silent camera's minutes
+  and close its episodes by event time. The wall-clock fallback: every SILENCE_CHECK_S the
+  timer `find_silent_cameras` posts a check for each camera without facts for
+  `silent_close_s` onto that topic, keyed by camera, and `keep_time` runs it. A timer cannot
+  write tables (Faust writes a table's changelog partition from the event being processed),
+  hence the message; its owner checks again that the camera is still silent, so a check sent
+  by a standby replica or redelivered after a restart does nothing.
+- Seeding (streams.alerts, "Seeding"). With `seed_from_warehouse`, `raise_alerts` reads a
+  camera's flow history from the warehouse the first time it sees the camera with no flow
+  learned, before the fact is buffered, in a thread (the event loop keeps running; other
+  cameras' facts wait behind this one, as they would behind any slow fact).
 
-Delivery: an alert is sent when the fact that settled its minute is processed; a fact
-redelivered after a restart finds its minute judged (if the table recovered it) and sends
-nothing, or judges it again and sends the same alert (same alert_id, state and as_of) again.
-Consumers keep the message with the latest as_of per alert_id, as the warehouse does.
+Delivery: an alert is sent when the message that settled its minute (a fact, a dead health
+minute or a silence check) is processed; one redelivered after a restart finds its minute
+judged (if the table recovered it) and sends nothing, or judges it again and sends the same
+alert (same alert_id, state and as_of) again. Consumers keep the message with the latest as_of
+per alert_id, as the warehouse does.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -33,19 +51,25 @@ from prometheus_client import Counter
 
 from schemas import (
     ALERTS_TOPIC,
+    CAMERA_HEALTH_TOPIC,
     LINE_CROSSINGS_TOPIC,
     ZONE_OCCUPANCY_TOPIC,
+    CameraHealth,
     ContractError,
     FrameDetections,
     LineCrossings,
+    TrafficAlert,
     ZoneOccupancy,
 )
 from streams.alerts import (
+    CLOCK_TOPIC,
     EVIDENCE_TOPIC,
     Alerter,
+    BaselineSeeder,
     EvidenceRecord,
     better_evidence,
     evidence_candidate,
+    minute_of,
 )
 from streams.app import app, dead_letter, detections_topic, settings
 
@@ -57,7 +81,9 @@ ALERTS = Counter(
 LATE_FACTS = Counter(
     "citycam_streams_alert_late_facts", "Facts for minutes alerts had already judged", ["camera"]
 )
+SILENCE_CHECK_S = 30.0  # how often the wall-clock fallback looks for silent cameras
 
+alert_settings = settings.streams.alerts
 partitions = LINE_CROSSINGS_TOPIC.partitions or settings.kafka.partitions
 facts_topic = app.topic(
     LINE_CROSSINGS_TOPIC.name,
@@ -73,6 +99,15 @@ evidence_topic = app.topic(
     internal=True,
     retention=24 * 3600,
 )
+health_topic = app.topic(CAMERA_HEALTH_TOPIC.name, key_serializer="raw", value_serializer="raw")
+clock_topic = app.topic(
+    CLOCK_TOPIC,
+    key_serializer="raw",
+    value_serializer="raw",
+    partitions=partitions,
+    internal=True,
+    retention=24 * 3600,
+)
 alerts_topic = app.topic(ALERTS_TOPIC.name, key_serializer="raw", value_serializer="raw")
 
 # value_type None: JSON as is. (value_type=dict would fail to decode the changelog at
@@ -80,7 +115,12 @@ alerts_topic = app.topic(ALERTS_TOPIC.name, key_serializer="raw", value_serializ
 alert_states = app.Table("alert-states", default=None, key_type=str, value_type=None)
 alert_pending = app.Table("alert-pending", default=None, key_type=str, value_type=None)
 alert_evidence = app.Table("alert-evidence", default=None, key_type=str, value_type=None)
-alerter = Alerter(alert_states, alert_pending, alert_evidence, settings.streams.alerts)
+alerter = Alerter(alert_states, alert_pending, alert_evidence, alert_settings)
+seeder = (
+    BaselineSeeder(settings.warehouse, alert_settings)
+    if alert_settings.seed_from_warehouse
+    else None
+)
 
 best_frame: dict[str, tuple[int, EvidenceRecord]] = {}  # camera -> its newest minute's best
 
@@ -132,9 +172,61 @@ async def handle_fact(event: EventT) -> None:
     except ContractError as exc:
         await dead_letter(event, exc.reason)
         return
+    await seed_camera(fact.camera_id, minute_of(fact.window_start.timestamp()))
     counted, alerts = alerter.add_fact(fact, datetime.now(UTC))
     if not counted:
         LATE_FACTS.labels(fact.camera_id).inc()
+    await publish(alerts)
+
+
+async def seed_camera(camera_id: str, until: int) -> None:
+    """Seed the camera's flow baselines from history before minute `until`, if it is new."""
+    if seeder is None or not alerter.claim_seed(camera_id):
+        return
+    baselines = await asyncio.to_thread(seeder.baselines, camera_id, until)
+    alerter.seed(camera_id, baselines)
+
+
+@app.agent(health_topic)
+async def forward_health(stream: faust.StreamT) -> None:
+    async for value in stream:
+        try:
+            report = CameraHealth.from_bytes(value)
+        except ContractError:
+            continue  # the sink dead-letters it
+        payload = {
+            "camera_id": report.camera_id,
+            "minute": int(report.window_start.timestamp()),
+            "published": report.frames_published,
+        }
+        await clock_topic.send(key=report.camera_id.encode(), value=orjson.dumps(payload))
+
+
+@app.agent(clock_topic)
+async def keep_time(stream: faust.StreamT) -> None:
+    async for value in stream:
+        try:
+            data = orjson.loads(value)
+            camera_id = str(data["camera_id"])
+            health = None if data.get("silent") else (int(data["minute"]), int(data["published"]))
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            log.warning("unreadable alert clock message skipped: %s", exc)
+            continue
+        now = datetime.now(UTC)
+        if health is None:
+            await publish(alerter.close_silent(camera_id, now, time.time()))
+        else:
+            await publish(alerter.add_health(camera_id, *health, now))
+
+
+@app.timer(interval=SILENCE_CHECK_S)
+async def find_silent_cameras() -> None:
+    for camera_id in alerter.silent_cameras(time.time()):
+        payload = {"camera_id": camera_id, "silent": True}
+        await clock_topic.send(key=camera_id.encode(), value=orjson.dumps(payload))
+
+
+async def publish(alerts: Iterable[TrafficAlert]) -> None:
     for alert in alerts:
         log.info(
             "%s %s %s (%s, since %s)",

@@ -22,6 +22,7 @@ from streams.alerts import (
     MinuteReading,
     flow_bucket,
     minute_key,
+    seed_baselines,
     summarize,
 )
 
@@ -607,3 +608,202 @@ def test_alert_rows_pass_the_alerts_suite_and_broken_ones_are_held_back() -> Non
         ("expect_column_values_to_be_in_set(congestion_without_zone)",),
         ("expect_column_values_to_be_between(value)",),
     ]
+
+
+# --- silent cameras: camera-health minutes, and the wall-clock fallback ------------------------
+
+GONE_QUIET = [NORMAL] * 2 + [(0.95, 3.3)] * 6  # opens as of minute 5; data ends after minute 7
+Report = tuple[int, int]  # (health minute, frames published in it)
+
+
+def reports(live: range, dead: range) -> list[Report]:
+    return [(m, 60) for m in live] + [(m, 0) for m in dead]
+
+
+def replay(
+    alerter: Alerter, facts: list[Any], health: list[Report], late: float = 0.0
+) -> list[tuple[str, TrafficAlert]]:
+    """Facts and health reports in order of arrival: a fact when emitted (plus `late`
+    seconds: inference lagging), a minute's report one second after the minute. Each alert
+    comes with the message that raised it."""
+    events: list[tuple[float, Any]] = [(f.emitted_at.timestamp() + late, f) for f in facts]
+    events += [(at(m + 1).timestamp() + 1, (m, n)) for m, n in health]
+    out: list[tuple[str, TrafficAlert]] = []
+    for arrival, item in sorted(events, key=lambda e: e[0]):
+        if isinstance(item, tuple):
+            minute, published = item
+            raised = alerter.add_health("cam", int(at(minute).timestamp()), published, NOW)
+            out += [(f"health {minute}", a) for a in raised]
+        else:
+            raised = alerter.add_fact(item, NOW, clock=arrival)[1]
+            out += [(f"fact {item.window_start:%H:%M}", a) for a in raised]
+    return out
+
+
+def gap_rule_close() -> TrafficAlert:
+    """How the gap rule closes the GONE_QUIET jam when data comes back at minute 30."""
+    facts = jam_facts(GONE_QUIET) + [zone_fact(m, *NORMAL) for m in range(30, 36)]
+    closed = [a for a in feed(new_alerter(), facts) if a.state == "closed"]
+    assert len(closed) == 1
+    return closed[0]
+
+
+def test_dead_minutes_close_a_silent_cameras_episode_once_as_the_gap_rule_would() -> None:
+    """Camera health goes on while the camera is dead (nothing published): minute 20 is the
+    first whose settled horizon (18) lies more than 10 minutes past the last reading (7)."""
+    alerter = new_alerter()
+    raised = replay(alerter, jam_facts(GONE_QUIET), reports(range(8), range(8, 60)))
+    assert [(source, a.state, a.as_of) for source, a in raised] == [
+        ("fact 01:06", "open", at(5)),
+        ("health 20", "closed", at(8)),
+    ]
+    assert raised[-1][1] == gap_rule_close()
+    assert alerter.pending == {}  # the last minutes (6, 7) were judged too
+    assert replay(alerter, jam_facts(GONE_QUIET), reports(range(8), range(8, 60))) == []
+
+
+def test_health_ahead_of_lagging_facts_settles_nothing_until_they_catch_up() -> None:
+    """Reports skip inference: on a backlog they arrive long before the facts. A dead minute
+    must not judge minutes whose facts are still on their way."""
+    facts = jam_facts(GONE_QUIET)
+    alerter = new_alerter()
+    early = replay(alerter, facts[:4], reports(range(8), range(8, 40)))
+    assert early == []
+    assert alerter.states["cam"]["evaluated"] is None  # minutes 0-3 still wait for more facts
+    assert len(alerter.pending) == 4
+    late = replay(alerter, facts[4:], [], late=40 * 60.0)  # minutes 4-7, 40 minutes late
+    late += replay(alerter, [], reports(range(0), range(40, 45)))
+    in_order = replay(new_alerter(), facts, reports(range(8), range(8, 60)))
+    assert [a for _, a in late] == [a for _, a in in_order]
+    assert [(source, a.state) for source, a in late] == [
+        ("fact 01:06", "open"),
+        ("health 40", "closed"),
+    ]
+
+
+def test_a_camera_back_within_the_gap_keeps_its_episode() -> None:
+    """Dead for 5 minutes, then jammed again: one episode, closed by its data."""
+    plan = GONE_QUIET + [(0.95, 3.3)] * 10 + [NORMAL] * 12  # minutes 8-12 missing below
+    facts = [f for f in jam_facts(plan) if not 8 <= (f.window_start - T0).seconds // 60 <= 12]
+    health = reports(range(8), range(8, 13)) + reports(range(13, 30), range(0))
+    raised = replay(new_alerter(), facts, health)
+    assert [(a.state, a.started_at, a.ended_at) for _, a in raised] == [
+        ("open", at(2), None),
+        ("closed", at(2), at(18)),
+    ]
+
+
+def test_only_a_dead_minute_after_the_last_live_one_counts() -> None:
+    """An ingest restarted within a minute reports it twice: the part without frames must
+    not make a live camera look silent. Nor do reports count while the facts lag behind them
+    or run ahead of them."""
+    state = CameraAlerts(latest={"zones": 600, "lines": 600}, live=600)
+    assert not state.silent_at(600)
+    assert state.silent_at(660)
+    assert not CameraAlerts(latest={"zones": 540, "lines": 600}, live=600).silent_at(660)
+    assert not CameraAlerts(latest={"zones": 600}).silent_at(660)  # never reported live
+    ahead = CameraAlerts(latest={"zones": 780, "lines": 780}, live=600)  # a fast replay
+    assert not ahead.silent_at(660)
+
+
+def test_the_wall_clock_closes_a_camera_that_sends_nothing_at_all() -> None:
+    alerter = new_alerter()
+    facts = jam_facts(GONE_QUIET)
+    feed(alerter, facts)
+    last = facts[-1].emitted_at.timestamp()
+    after = last + SETTINGS.silent_close_s
+    assert alerter.silent_cameras(after - 1) == []
+    assert alerter.silent_cameras(after) == ["cam"]
+    assert alerter.close_silent("cam", NOW, after) == [gap_rule_close()]
+    assert alerter.pending == {}
+    assert alerter.silent_cameras(after + 3600) == []
+    assert alerter.close_silent("cam", NOW, after + 3600) == []
+
+
+def test_a_fact_after_the_silence_was_noticed_cancels_the_fallback() -> None:
+    alerter = new_alerter()
+    feed(alerter, jam_facts(GONE_QUIET))
+    later = at(30).timestamp()
+    assert alerter.silent_cameras(later) == ["cam"]
+    alerter.add_fact(zone_fact(9, 0.95, 3.3), NOW, clock=later + 1)
+    assert alerter.close_silent("cam", NOW, later + 2) == []
+
+
+def test_after_a_restart_silence_counts_from_the_first_look() -> None:
+    first = new_alerter()
+    feed(first, jam_facts(GONE_QUIET))
+    states, pending, evidence = (
+        orjson.loads(orjson.dumps(m)) for m in (first.states, first.pending, first.evidence)
+    )
+    del states["cam"]["live"]  # a state written before health was read
+    restarted = Alerter(states, pending, evidence, SETTINGS)
+    start = at(600).timestamp()  # long after the facts stopped, but this process just began
+    assert restarted.silent_cameras(start) == []
+    assert restarted.close_silent("cam", NOW, start + 60) == []
+    assert restarted.silent_cameras(start + SETTINGS.silent_close_s) == ["cam"]
+    assert restarted.close_silent("cam", NOW, start + SETTINGS.silent_close_s) == [gap_rule_close()]
+
+
+def test_health_closes_first_and_the_fallback_then_has_nothing_to_close() -> None:
+    alerter = new_alerter()
+    raised = replay(alerter, jam_facts(GONE_QUIET), reports(range(8), range(8, 25)))
+    assert [a.state for _, a in raised] == ["open", "closed"]
+    assert alerter.silent_cameras(at(600).timestamp()) == []
+    assert alerter.close_silent("cam", NOW, at(600).timestamp()) == []
+
+
+def test_silence_closes_an_abnormal_flow_episode_too() -> None:
+    camera = learned_camera()
+    start = int((DAY0 + timedelta(days=7, hours=14)).timestamp())
+    alerts = []
+    for m in range(30):  # three times the usual flow, then the camera dies
+        reading = MinuteReading(start + m * MINUTE, flow_pcu_per_hour=3 * profile(14 * 60 + m))
+        alerts += camera.state.evaluate("cam", reading, camera.settings, NOW)
+    assert [a.state for a in alerts if a.state != "ongoing"] == ["open"]
+    last = start + 29 * MINUTE
+    assert camera.state.close_stale("cam", last + 10 * MINUTE, SETTINGS, NOW) == []
+    (closed,) = camera.state.close_stale("cam", last + 11 * MINUTE, SETTINGS, NOW)
+    assert (closed.kind, closed.alert_id) == ("abnormal_flow", alerts[0].alert_id)
+    assert closed.ended_at == closed.as_of == datetime.fromtimestamp(last + MINUTE, UTC)
+
+
+def test_settings_refuse_a_fallback_within_the_gap() -> None:
+    with pytest.raises(ValueError, match="silent_close_s"):
+        AlertSettings(max_gap_minutes=20, silent_close_s=1200)
+
+
+# --- seeding baselines from history ---------------------------------------------------------
+
+
+def flow_history(days: int, seed: int = 3) -> list[tuple[int, float]]:
+    """(minute, PCU per hour) of a camera's days from DAY0, with an hour down every day."""
+    rng = np.random.default_rng(seed)
+    history = []
+    for d in range(days):
+        for m in range(24 * 60):
+            if 3 * 60 <= m < 4 * 60:
+                continue  # no reading: the camera was down
+            minute = int((DAY0 + timedelta(days=d, minutes=m)).timestamp())
+            history.append((minute, float(rng.poisson(profile(m) / 60) * 60)))
+    return history
+
+
+def test_seeding_gives_the_baselines_the_stream_learns_from_the_same_minutes() -> None:
+    history = flow_history(days=5)
+    learned = CameraAlerts()
+    for minute, flow in history:
+        learned.evaluate("cam", MinuteReading(minute, flow_pcu_per_hour=flow), SETTINGS, NOW)
+    seeded = seed_baselines(history, SETTINGS)
+    assert seeded == {key: b for key, b in learned.baselines.items() if b.n}
+    assert "wd03" not in seeded and seeded["wd08"].days == 5 and seeded["wd08"].ready(SETTINGS)
+
+
+def test_a_camera_is_seeded_once_and_never_over_what_it_learned() -> None:
+    seeded = seed_baselines(flow_history(days=3), SETTINGS)
+    alerter = new_alerter()
+    assert alerter.claim_seed("cam") and not alerter.claim_seed("cam")
+    assert alerter.seed("cam", seeded)
+    assert CameraAlerts.from_json(alerter.states["cam"]).baselines == seeded
+    assert not alerter.seed("cam", seeded)  # it has flow now
+    assert not Alerter(alerter.states, {}, {}, SETTINGS).claim_seed("cam")  # nor after a restart
+    assert not new_alerter().seed("cam", {})  # no history: nothing to seed
