@@ -384,10 +384,15 @@ def cmd_sink(args: argparse.Namespace) -> int:
             parameters={
                 "vehicle_classes": sorted(set(streams.vehicle_classes.values())),
                 "road_user_classes": sorted(set(streams.road_user_classes.values())),
-            }
+            },
+            isolated=True,
         )
     sink = Sink(lambda: connect(settings.warehouse), settings.kafka, producer, settings.sink, gate)
-    sink.run(stop)
+    try:
+        sink.run(stop)
+    finally:
+        if gate is not None:
+            gate.close()
     return 0
 
 

@@ -168,8 +168,13 @@ class InferenceSettings(BaseModel):
 
 class SinkSettings(BaseModel):
     group_id: str = Field(default="citycam-sink", description="Kafka consumer group.")
-    batch_rows: int = Field(default=5000, ge=1, description="Close a batch at this many messages.")
-    batch_s: float = Field(default=2.0, gt=0, description="...or when it is this old.")
+    batch_rows: int = Field(default=20000, ge=1, description="Close a batch at this many messages.")
+    batch_s: float = Field(
+        default=2.0,
+        gt=0,
+        description="...or when it is this old and the batch before it is stored (under load "
+        "batches grow towards batch_rows, spreading each validation run's fixed cost).",
+    )
     retry_initial_s: float = Field(default=0.5, gt=0)
     retry_max_s: float = Field(default=30.0, gt=0)
     quality_gate: bool = Field(

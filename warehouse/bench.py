@@ -177,34 +177,35 @@ def direct_insert_s(services: Services, rows: Rows, database: str) -> float:
     return time.perf_counter() - started
 
 
-def sink_s(services: Services, messages: int, database: str) -> float:
-    """Time from the sink's first message to the commit of the last one."""
+def run_sink(
+    services: Services, messages: int, database: str, settings: SinkSettings
+) -> tuple[float, dict[str, float]]:
+    """Time from the sink's first message to the commit of the last one, and its stages'."""
     migrate(services.client(None), database, raw_ttl_days=3650)
-    settings = SinkSettings(group_id=f"bench-{database}")
     producer = EventProducer(services.kafka, client_id="bench-sink")
-    sink = Sink(
-        lambda: services.client(database),
-        services.kafka,
-        producer,
-        settings,
-        QualityGate(),
-    )
+    gate = QualityGate(isolated=True)  # as `citycam sink` runs it
+    sink = Sink(lambda: services.client(database), services.kafka, producer, settings, gate)
     stop = threading.Event()
     worker = threading.Thread(target=sink.run, args=(stop,), daemon=True)
     worker.start()
     deadline = time.monotonic() + 1800
-    while sink.messages_committed < messages:
-        if not worker.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError(f"sink stopped at {sink.messages_committed} of {messages} messages")
-        time.sleep(0.02)
-    finished = time.monotonic()
-    stop.set()
-    worker.join()
+    try:
+        while sink.messages_committed < messages:
+            if not worker.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"sink stopped at {sink.messages_committed} of {messages} messages"
+                )
+            time.sleep(0.02)
+        finished = time.monotonic()
+    finally:
+        stop.set()
+        worker.join()
+        gate.close()
     assert sink.first_message_at is not None
-    return finished - sink.first_message_at
+    return finished - sink.first_message_at, sink.stage_seconds
 
 
-def bench_sink(services: Services, frames_n: int) -> dict[str, Any]:
+def bench_sink(services: Services, frames_n: int, settings: SinkSettings) -> dict[str, Any]:
     frames = synthetic_frames(frames_n)
     facts = density_facts(frames)
     rows = all_rows(frames, facts)
@@ -219,7 +220,7 @@ def bench_sink(services: Services, frames_n: int) -> dict[str, Any]:
     print(f"sink: {len(frames)} frames + {len(facts)} facts published = {total_rows} rows")
 
     direct = min(direct_insert_s(services, rows, f"bench_direct_{i}") for i in range(2))
-    loaded = sink_s(services, len(frames) + len(facts), "bench_sink")
+    loaded, stages = run_sink(services, len(frames) + len(facts), "bench_sink", settings)
     stored = services.client("bench_sink").query(
         "SELECT (SELECT count() FROM frames) + (SELECT count() FROM detections) "
         "+ (SELECT count() FROM traffic_density_1m)"
@@ -236,7 +237,8 @@ def bench_sink(services: Services, frames_n: int) -> dict[str, Any]:
         "sink_rows_per_s": round(total_rows / loaded),
         "sink_over_direct": round(direct / loaded, 3),
         "target_sink_over_direct": 0.8,
-        "sink_settings": SinkSettings().model_dump(mode="json"),
+        "sink_stage_s": {stage: round(s, 3) for stage, s in stages.items()},
+        "sink_settings": settings.model_dump(mode="json"),
     }
     print(
         f"sink {result['sink_rows_per_s']} rows/s, direct {result['direct_rows_per_s']} rows/s: "
@@ -406,18 +408,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frames", type=int, default=20_000, help="FrameDetections for the sink")
     parser.add_argument("--detection-rows", type=int, default=10_000_000)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--batch-rows", type=int, help="sink batch size (default: configured)")
+    parser.add_argument("--only", choices=["sink", "rollups"], help="run one part")
     parser.add_argument("--out", type=Path, default=Path(".data/bench/warehouse.json"))
     args = parser.parse_args(argv)
     with (
         tempfile.TemporaryDirectory(prefix="citycam-bench-") as tmp,
         embedded_services(Path(tmp)) as services,
     ):
-        results = {
-            "benchmark": "warehouse",
-            "environment": environment(),
-            "sink": bench_sink(services, args.frames),
-            "rollups": bench_rollups(services, args.detection_rows, args.repeats),
-        }
+        settings = SinkSettings(group_id="bench-sink")
+        if args.batch_rows:
+            settings.batch_rows = args.batch_rows
+        results: dict[str, Any] = {"benchmark": "warehouse", "environment": environment()}
+        if args.only in (None, "sink"):
+            results["sink"] = bench_sink(services, args.frames, settings)
+        if args.only in (None, "rollups"):
+            results["rollups"] = bench_rollups(services, args.detection_rows, args.repeats)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2) + "\n")
     print(f"wrote {args.out}")

@@ -28,7 +28,10 @@ untouched and are not counted as validated; `record_loaded` counts any table it 
 
 great-expectations takes ~3 s to import, so it is imported when a gate is created; create one
 gate per process and reuse it (the context, data source, batch and validation definitions are
-built once).
+built once). A validation run costs ~20 ms per expectation whatever the batch size (GE builds
+its metric graph each run), all of it Python holding the GIL: `QualityGate(isolated=True)`,
+as the sink uses it, runs great-expectations in a child process of its own (which ends with
+its parent), so the caller keeps reading while a batch is validated.
 """
 
 from __future__ import annotations
@@ -36,11 +39,13 @@ from __future__ import annotations
 import json
 import logging
 import math
+import multiprocessing
 import os
 import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from datetime import time as dt_time
@@ -99,6 +104,14 @@ class QuarantinedRow:
     failed_expectations: tuple[str, ...]  # e.g. "expect_column_values_to_be_between(frames)"
     # position of the row in the rows given to `split`: map it back to its source message
     index: int = field(default=-1, compare=False)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A suite's outcome over one batch, before accounting."""
+
+    failed_rows: dict[int, tuple[str, ...]]  # row index -> expectations failed, suite order
+    failed_table_expectations: list[tuple[str, Any]]  # (expectation, observed value)
 
 
 def quarantine_row(
@@ -171,9 +184,36 @@ class QualityGate:
         suites_dir: Path = SUITES_DIR,
         parameters: Mapping[str, Any] | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        isolated: bool = False,
     ) -> None:
         """`parameters` override the suites' `$PARAMETER` defaults (meta.citycam.parameters)
-        by name, in every suite; `clock` gives `now` for derived columns."""
+        by name, in every suite; `clock` gives `now` for derived columns.
+
+        `isolated`: run great-expectations in a child process of its own. Validation is pure
+        Python and holds the GIL for its whole run; in its own process it runs beside the
+        caller's other work (the sink reads the next batch meanwhile) and on another core.
+        Suite errors still raise here, at start-up. Call `close` when done."""
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._suites: dict[str, _Suite] = {}
+        self._pool: ProcessPoolExecutor | None = None
+        self._remote_tables: set[str] = set()
+        if isolated:
+            self._pool = ProcessPoolExecutor(
+                max_workers=1,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_start_child,
+                initargs=(suites_dir, dict(parameters) if parameters else None, os.getpid()),
+            )
+            try:
+                self._remote_tables = self._pool.submit(_child_tables).result()
+            except BaseException:
+                self._pool.shutdown(cancel_futures=True)
+                raise
+            return
+        self._load_suites(suites_dir, parameters)
+
+    def _load_suites(self, suites_dir: Path, parameters: Mapping[str, Any] | None) -> None:
         os.environ["GX_ANALYTICS_ENABLED"] = "false"  # never phone home
         # GE logs hundreds of INFO lines at start-up; keep a stage's log readable
         logging.getLogger("great_expectations").setLevel(logging.WARNING)
@@ -186,8 +226,6 @@ class QualityGate:
             MulticolumnMapExpectation,
         )
 
-        self._clock = clock
-        self._lock = threading.Lock()
         self._context = gx.get_context(mode="ephemeral")
         self._context.variables.progress_bars = ProgressBarsConfig(globally=False)
         source = self._context.data_sources.add_pandas("citycam_quality")
@@ -196,7 +234,6 @@ class QualityGate:
             ColumnPairMapExpectation,
             MulticolumnMapExpectation,
         )
-        self._suites: dict[str, _Suite] = {}
         for path in sorted(suites_dir.glob("*.json")):
             loaded = ExpectationSuiteSchema().loads(path.read_text())
             suite = gx.ExpectationSuite(**loaded)
@@ -253,7 +290,14 @@ class QualityGate:
 
     def tables(self) -> set[str]:
         """Tables that have a suite (and so are validated)."""
+        if self._pool is not None:
+            return set(self._remote_tables)
         return set(self._suites)
+
+    def close(self) -> None:
+        """Stop the validation process, if any (idempotent)."""
+        if self._pool is not None:
+            self._pool.shutdown(cancel_futures=True)
 
     def split(
         self, table: str, rows: Sequence[Sequence[Any]], columns: Sequence[str]
@@ -262,29 +306,31 @@ class QualityGate:
         with every expectation it failed and its `index` in `rows` (to find its source
         message). A table without a suite passes through whole. Validate a batch once, before
         any insert retry loop: `now` (derived columns) is read per call."""
-        suite = self._suites.get(table)
-        if suite is None or not rows:
+        if table not in self.tables() or not rows:
             return list(rows), []
-        missing = suite.required_columns - set(columns)
-        if missing:
-            raise ValueError(f"{table}: the suite needs columns {sorted(missing)}")
-        clash = (set(suite.derived) | {ROW_NUMBER_COLUMN}) & set(columns)
-        if clash:
-            raise ValueError(f"{table}: columns {sorted(clash)} clash with derived columns")
         started = time.perf_counter()
-        with self._lock:
-            failures = self._failures(suite, rows, columns)
+        if self._pool is not None:
+            verdict = self._pool.submit(
+                _child_verdict, table, rows, columns, self._clock()
+            ).result()
+        else:
+            verdict = self.verdict(table, rows, columns, self._clock())
         VALIDATION_SECONDS.labels(table).observe(time.perf_counter() - started)
-
+        for name, observed in verdict.failed_table_expectations:
+            TABLE_FAILURES.labels(table, name).inc()
+            log.warning(
+                "%s: table-level expectation %s failed (observed %r); no row quarantined",
+                table,
+                name,
+                observed,
+            )
         valid: list[Any] = []
         quarantined: list[QuarantinedRow] = []
-        order = {name: i for i, name in enumerate(suite.names)}
         for i, row in enumerate(rows):
-            failed = failures.get(i)
-            if not failed:
+            names = verdict.failed_rows.get(i)
+            if not names:
                 valid.append(row)
                 continue
-            names = tuple(sorted(set(failed), key=lambda n: (order.get(n.split(":")[0], -1), n)))
             record = {c: _jsonable(v) for c, v in zip(columns, row, strict=True)}
             quarantined.append(QuarantinedRow(table, record, names, index=i))
             for name in names:
@@ -300,24 +346,48 @@ class QualityGate:
         if n:
             ROWS.labels(table, "loaded").inc(n)
 
+    def verdict(
+        self, table: str, rows: Sequence[Sequence[Any]], columns: Sequence[str], now: datetime
+    ) -> Verdict:
+        """Run the table's suite over `rows` here (no metrics): what `split` acts on."""
+        suite = self._suites[table]
+        missing = suite.required_columns - set(columns)
+        if missing:
+            raise ValueError(f"{table}: the suite needs columns {sorted(missing)}")
+        clash = (set(suite.derived) | {ROW_NUMBER_COLUMN}) & set(columns)
+        if clash:
+            raise ValueError(f"{table}: columns {sorted(clash)} clash with derived columns")
+        with self._lock:
+            failures, table_failures = self._failures(suite, rows, columns, now)
+        order = {name: i for i, name in enumerate(suite.names)}
+        return Verdict(
+            failed_rows={
+                i: tuple(sorted(set(names), key=lambda n: (order.get(n.split(":")[0], -1), n)))
+                for i, names in failures.items()
+            },
+            failed_table_expectations=table_failures,
+        )
+
     def _failures(
-        self, suite: _Suite, rows: Sequence[Sequence[Any]], columns: Sequence[str]
-    ) -> dict[int, list[str]]:
+        self, suite: _Suite, rows: Sequence[Sequence[Any]], columns: Sequence[str], now: datetime
+    ) -> tuple[dict[int, list[str]], list[tuple[str, Any]]]:
         import pandas as pd
         from pandas.errors import UndefinedVariableError
 
         everyone = range(len(rows))
         failures: dict[int, list[str]] = {}
+        table_failures: list[tuple[str, Any]] = []
 
         def fail_all(name: str) -> None:
             for i in everyone:
                 failures.setdefault(i, []).append(name)
 
         frame = pd.DataFrame([list(r) for r in rows], columns=list(columns))
-        now = pd.Series(pd.Timestamp(self._clock()), index=frame.index)
+        now_column = pd.Series(pd.Timestamp(now), index=frame.index)
         for name, expression in suite.derived.items():
             try:
-                frame[name] = frame.eval(expression, engine="python", resolvers=[{"now": now}])
+                resolvers = [{"now": now_column}]
+                frame[name] = frame.eval(expression, engine="python", resolvers=resolvers)
             except UndefinedVariableError as exc:
                 raise ValueError(f"{suite.table}: derived column {name}: {exc}") from exc
             except Exception:
@@ -341,13 +411,7 @@ class QualityGate:
             config = outcome.expectation_config
             name = expectation_name(config.type, config.kwargs)
             if not suite.row_level.get(name, False):
-                TABLE_FAILURES.labels(suite.table, name).inc()
-                log.warning(
-                    "%s: table-level expectation %s failed (observed %r); no row quarantined",
-                    suite.table,
-                    name,
-                    outcome.result.get("observed_value"),
-                )
+                table_failures.append((name, _jsonable(outcome.result.get("observed_value"))))
                 continue
             unexpected = outcome.result.get("unexpected_index_list")
             if _raised(outcome.exception_info) or unexpected is None:
@@ -362,4 +426,35 @@ class QualityGate:
             for entry in unexpected:
                 index = entry[ROW_NUMBER_COLUMN] if isinstance(entry, dict) else entry
                 failures.setdefault(int(index), []).append(name)
-        return failures
+        return failures, table_failures
+
+
+# -- validation in a process of its own --------------------------------------------------------
+
+_child_gate: QualityGate | None = None
+
+
+def _start_child(suites_dir: Path, parameters: dict[str, Any] | None, parent: int) -> None:
+    global _child_gate
+    threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
+    _child_gate = QualityGate(suites_dir, parameters)
+
+
+def _exit_with(parent: int) -> None:
+    """End this process once its parent is gone (killed, say): it would wait for work forever
+    otherwise, as it holds both ends of its task queue's pipe."""
+    while os.getppid() == parent:
+        time.sleep(1)
+    os._exit(0)
+
+
+def _child_tables() -> set[str]:
+    assert _child_gate is not None
+    return _child_gate.tables()
+
+
+def _child_verdict(
+    table: str, rows: Sequence[Sequence[Any]], columns: Sequence[str], now: datetime
+) -> Verdict:
+    assert _child_gate is not None
+    return _child_gate.verdict(table, rows, columns, now)

@@ -1,8 +1,12 @@
 """The sink: Kafka topics -> ClickHouse tables in batches; offsets move after the insert.
 
-A batch closes at `batch_rows` messages or `batch_s` seconds, is inserted table by table,
-and only then are the consumed offsets committed. A failed insert is retried with backoff
-while the batch is held (the warehouse may be down for a while); nothing is skipped.
+A batch closes at `batch_rows` messages, or once it is `batch_s` seconds old and the batch
+before it is stored; it is validated and inserted table by table (by a writer thread, while
+the next batch is read), and only then are the consumed offsets committed. So under load
+batches grow towards `batch_rows` by themselves, which spreads the fixed cost of a
+validation run and an insert over more rows, and at a trickle they close every `batch_s`.
+A failed insert is retried with backoff while the batch is held (the warehouse may be down
+for a while); nothing is skipped.
 
 Exactly-once effect from at-least-once delivery, in two layers:
 1. Every table is a ReplacingMergeTree whose sorting key is the row's natural identity
@@ -25,7 +29,9 @@ import hashlib
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -63,6 +69,15 @@ log = logging.getLogger(__name__)
 ROWS_WRITTEN = Counter("citycam_sink_rows", "Rows inserted", ["table"])
 INSERT_RETRIES = Counter("citycam_sink_insert_retries", "Failed insert attempts")
 SINK_DEAD_LETTERS = Counter("citycam_sink_dead_letters", "Messages refused")
+STAGE_SECONDS = Counter(
+    "citycam_sink_stage_seconds",
+    "Time spent per stage (the writer's quality and insert overlap the others): fetch "
+    "(waiting for messages), read (contract check, rows), wait (for the writer to store the "
+    "batch before), quality (expectation "
+    "suites), insert (including retries), commit (dead letters flushed, offsets committed)",
+    ["stage"],
+)
+STAGES = ("fetch", "read", "wait", "quality", "insert", "commit")
 
 Rows = dict[str, list[list[Any]]]
 
@@ -471,23 +486,57 @@ class Sink:
         self.consumer = Consumer(consumer_config(kafka, settings.group_id))
         self._routes = {route.topic.name: route for route in ROUTES}
         self.messages_committed = 0  # progress, read by benchmarks and tests
+        self.stage_seconds = dict.fromkeys(STAGES, 0.0)  # where the time went (benchmarks)
         self.first_message_at: float | None = None  # monotonic time of the first message
 
     def run(self, stop_event: threading.Event) -> None:
+        """Consume until `stop_event`, writing each batch as it closes.
+
+        Two batches at most are in hand: one being read here while a writer thread validates
+        and inserts the one before it. Validation (in the gate's own process when it is
+        isolated) and the server's insert work then overlap the reading of the next batch.
+        The consumer stays on this thread (a synchronous commit from another thread while
+        this one consumes was seen to hang): each batch is committed here once stored,
+        strictly in order.
+        """
         self.consumer.subscribe(list(self._routes))
-        batch = Batch()
         try:
-            while not stop_event.is_set():
-                for message in self.consumer.consume(500, timeout=0.2):
-                    self._accept(batch, message)
-                full = len(batch.messages) >= self.batch_rows
-                if batch.messages and (full or time.monotonic() - batch.opened_at >= self.batch_s):
-                    self.write(batch, stop_event)
-                    batch = Batch()
-            if batch.messages:
-                self.write(batch, stop_event)
+            with ThreadPoolExecutor(1, thread_name_prefix="sink-writer") as writer:
+                self._consume(stop_event, writer)
         finally:
             self.consumer.close()
+
+    def _consume(self, stop_event: threading.Event, writer: ThreadPoolExecutor) -> None:
+        batch = Batch()
+        stored: tuple[Batch, Future[None]] | None = None  # the batch the writer has
+        while not stop_event.is_set():
+            with self._timed("fetch"):
+                messages = self.consumer.consume(500, timeout=0.2)
+            with self._timed("read"):
+                for message in messages:
+                    self._accept(batch, message)
+            if stored is not None and stored[1].done():
+                self._commit_stored(stored)
+                stored = None
+            full = len(batch.messages) >= self.batch_rows
+            due = time.monotonic() - batch.opened_at >= self.batch_s and stored is None
+            if batch.messages and (full or due):
+                self._commit_stored(stored)
+                stored = batch, writer.submit(self.store, batch, stop_event)
+                batch = Batch()
+        if batch.messages:
+            self._commit_stored(stored)
+            stored = batch, writer.submit(self.store, batch, stop_event)
+        self._commit_stored(stored)
+
+    def _commit_stored(self, stored: tuple[Batch, Future[None]] | None) -> None:
+        """Wait for the writer's batch (its error, if any, stops the sink here), commit it."""
+        if stored is None:
+            return
+        batch, storing = stored
+        with self._timed("wait"):
+            storing.result()
+        self.commit(batch)
 
     def _accept(self, batch: Batch, message: Message) -> None:
         if not is_data(message):
@@ -514,14 +563,41 @@ class Sink:
         batch.add(message, route.to_rows(event))
 
     def write(self, batch: Batch, stop_event: threading.Event) -> None:
-        """Validate, insert every table's rows retrying until done, then commit the offsets.
+        """Store the batch, then commit its offsets."""
+        self.store(batch, stop_event)
+        self.commit(batch)
+
+    def store(self, batch: Batch, stop_event: threading.Event) -> None:
+        """Validate, then insert every table's rows, retrying until done.
 
         Validation runs once, before the retry loop: every attempt inserts the same rows, so
         the deduplication token stays truthful. A client-side error (rows that do not fit the
         table) is a bug that retrying cannot fix: it stops the sink, offsets uncommitted.
         """
         if self.gate is not None:
-            batch.hold_back(self.gate)
+            with self._timed("quality"):
+                batch.hold_back(self.gate)
+        with self._timed("insert"):
+            self._insert_retrying(batch, stop_event)
+
+    def commit(self, batch: Batch) -> None:
+        """Move the offsets past a stored batch (dead letters acknowledged first)."""
+        with self._timed("commit"):
+            self.producer.flush()
+            commit_processed(self.consumer, batch.messages)
+        self.messages_committed += len(batch.messages)
+
+    @contextmanager
+    def _timed(self, stage: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            elapsed = time.perf_counter() - started
+            self.stage_seconds[stage] += elapsed
+            STAGE_SECONDS.labels(stage).inc(elapsed)
+
+    def _insert_retrying(self, batch: Batch, stop_event: threading.Event) -> None:
         attempt = 0
         while True:
             try:
@@ -546,9 +622,6 @@ class Sink:
                         "sink stopped while the warehouse was unreachable; "
                         "the batch stays uncommitted and will be re-delivered"
                     ) from exc
-        self.producer.flush()  # dead letters acknowledged too before offsets move
-        commit_processed(self.consumer, batch.messages)
-        self.messages_committed += len(batch.messages)
 
     def _insert_all(self, batch: Batch) -> None:
         client = self._client or self._client_factory()

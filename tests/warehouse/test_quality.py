@@ -387,3 +387,66 @@ def test_quarantined_rows_are_stored_once_however_often_delivered(
         assert at.replace(tzinfo=UTC) == NOW + timedelta(seconds=1)  # the latest verdict
     assert [r[5] for r in stored] == [40, 41, 42]
     client.command(f"DROP DATABASE {database}")
+
+
+def test_an_isolated_gate_splits_as_the_gate_in_this_process(gate: QualityGate) -> None:
+    isolated = QualityGate(clock=lambda: NOW, isolated=True)
+    try:
+        rows = [bad for bad, _ in BAD_DENSITY] + [density(camera_id="cam-9")]
+        assert isolated.tables() == gate.tables()
+        assert isolated.split("traffic_density_1m", rows, DENSITY) == gate.split(
+            "traffic_density_1m", rows, DENSITY
+        )
+        with pytest.raises(ValueError, match="the suite needs columns"):
+            isolated.split("traffic_density_1m", [r[:-1] for r in rows], DENSITY[:-1])
+    finally:
+        isolated.close()
+
+
+def test_an_isolated_gates_process_ends_with_its_parent(tmp_path: Path) -> None:
+    """A sink killed with SIGKILL must not leave its validation process behind."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    pid_file = tmp_path / "child.pid"
+    parent = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import multiprocessing, pathlib, time\n"
+            "from warehouse.quality import QualityGate\n"
+            "if __name__ == '__main__':\n"
+            "    gate = QualityGate(isolated=True)\n"
+            "    (child,) = multiprocessing.active_children()\n"
+            f"    pathlib.Path({str(pid_file)!r}).write_text(str(child.pid))\n"
+            "    time.sleep(600)\n",
+        ],
+        cwd=Path(__file__).parents[2],
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not pid_file.exists() and parent.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        child = int(pid_file.read_text())
+        os.kill(child, 0)  # alive while its parent is
+    finally:
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+    deadline = time.monotonic() + 30
+    while _alive(child) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _alive(child), "the validation process outlived its killed parent"
+
+
+def _alive(pid: int) -> bool:
+    import os
+
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie (ended, not yet reaped by init) counts as ended
+    status = Path(f"/proc/{pid}/stat")
+    return status.exists() and status.read_text().split(") ")[-1][:1] != "Z"

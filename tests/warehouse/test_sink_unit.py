@@ -113,6 +113,7 @@ def make_sink(client: FlakyClient, log: list[str]) -> tuple[Sink, FakeConsumer]:
     sink.gate = None
     sink.messages_committed = 0
     sink.first_message_at = None
+    sink.stage_seconds = dict.fromkeys(sink_module.STAGES, 0.0)
     return sink, consumer
 
 
@@ -327,3 +328,92 @@ def test_camera_health_suite_passes_live_and_dead_cameras_holds_back_the_inconsi
         3: ("expect_column_values_to_be_between(fps_error)",),
         4: ("expect_column_values_to_be_in_set(up_without_frames)",),
     }
+
+
+class ScriptedConsumer(FakeConsumer):
+    """Hands out one density fact per `consume` (offsets 0, 1, ...), then sets `stop`.
+
+    On the call that hands out offset `release_at` it first lets `released` go, so the
+    writer's first insert is held while the reader goes on reading.
+    """
+
+    def __init__(self, messages: int, release_at: int, stop: threading.Event) -> None:
+        super().__init__()
+        self.fact = example("traffic_density-1-0-0.json")
+        self.messages, self.release_at, self.stop = messages, release_at, stop
+        self.handed = 0
+        self.released = threading.Event()
+        self.closed = False
+
+    def subscribe(self, topics: list[str]) -> None:
+        assert TRAFFIC_DENSITY_TOPIC.name in topics
+
+    def consume(self, n: int, timeout: float) -> list[FakeMessage]:
+        if self.handed == self.release_at:
+            self.released.set()
+        if self.handed == self.messages:
+            self.stop.set()
+            return []
+        self.handed += 1
+        return [FakeMessage(TRAFFIC_DENSITY_TOPIC.name, self.fact, self.handed - 1)]
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class HeldClient(FlakyClient):
+    """Holds its first insert until `released`; records what each insert held."""
+
+    def __init__(self, released: threading.Event, log: list[str]) -> None:
+        super().__init__(0, log)
+        self.released = released
+        self.batches: list[int] = []
+
+    def insert(
+        self, table: str, rows: list[list[Any]], column_names: list[str], settings: dict[str, str]
+    ) -> None:
+        assert self.released.wait(10), "the reader never got past the held insert"
+        self.batches.append(len(rows))
+        super().insert(table, rows, column_names, settings)
+
+
+def run_scripted(messages: int, release_at: int) -> tuple[Sink, ScriptedConsumer, HeldClient]:
+    log: list[str] = []
+    stop = threading.Event()
+    consumer = ScriptedConsumer(messages, release_at, stop)
+    client = HeldClient(consumer.released, log)
+    sink, _ = make_sink(client, log)
+    sink.consumer = consumer  # type: ignore[assignment]
+    sink.batch_rows, sink.batch_s = 1000, 0.0  # every batch is due at once, by age
+    sink.run(stop)
+    return sink, consumer, client
+
+
+def test_reading_goes_on_while_a_batch_is_stored_and_batches_commit_in_order() -> None:
+    sink, consumer, client = run_scripted(messages=6, release_at=4)
+    # the first batch (offset 0) closed at once; while its insert was held, offsets 1-3 were
+    # read into the next batch, which could not close before the first was stored
+    assert client.batches[0] == 1 and client.batches[1] >= 3
+    assert sum(client.batches) == 6 and len(client.rows["traffic_density_1m"]) == 6
+    committed = [offset for commit in consumer.commits for _, _, offset in commit]
+    assert committed == sorted(committed) and committed[0] == 1 and committed[-1] == 6
+    assert len(consumer.commits) == len(client.batches)  # one commit per stored batch
+    assert sink.messages_committed == 6 and consumer.closed
+
+
+def test_a_failed_store_stops_the_run_with_its_error_and_commits_nothing_of_it() -> None:
+    from clickhouse_connect.driver.exceptions import ProgrammingError
+
+    class BrokenClient(HeldClient):
+        def insert(self, *args: Any, **kwargs: Any) -> None:
+            raise ProgrammingError("Insert data column count does not match column names")
+
+    stop = threading.Event()
+    log: list[str] = []
+    consumer = ScriptedConsumer(messages=3, release_at=0, stop=stop)
+    sink, _ = make_sink(BrokenClient(consumer.released, log), log)
+    sink.consumer = consumer  # type: ignore[assignment]
+    sink.batch_rows, sink.batch_s = 1000, 0.0
+    with pytest.raises(ProgrammingError):
+        sink.run(stop)
+    assert consumer.commits == [] and sink.messages_committed == 0 and consumer.closed
