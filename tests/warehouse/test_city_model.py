@@ -394,6 +394,44 @@ def test_rollups_take_each_minutes_largest_emission(client: Client, database: st
     assert_rollups_match(client, database, minutes)
 
 
+def test_recent_minutes_are_the_facts_of_the_last_two_days_sorted_by_time(
+    client: Client, database: str
+) -> None:
+    """traffic_density_1m_recent FINAL gives the same minutes as traffic_density_1m FINAL for
+    the last two days (re-emissions, repeats and shuffling included) and nothing older."""
+    _, rows = scenario(seed=7)
+    # move the scenario's minutes into the last hours; keep one camera three days back
+    shift = datetime.now(UTC).replace(second=0, microsecond=0) - timedelta(hours=4)
+    shift -= datetime(2026, 3, 14, 21, 47, tzinfo=UTC)
+    window_start, window_end, emitted_at, camera = (
+        COLUMNS["traffic_density_1m"].index(c)
+        for c in ("window_start", "window_end", "emitted_at", "camera_id")
+    )
+    for row in rows:
+        back = timedelta(days=3) if row[camera] == "cam-c" else timedelta(0)
+        for column in (window_start, window_end, emitted_at):
+            row[column] = row[column] + shift - back
+    insert_in_batches(client, database, rows, seed=8)
+
+    def minutes(table: str, where: str = "") -> list[tuple[Any, ...]]:
+        return client.query(
+            "SELECT camera_id, vehicle_class, window_start, frames, detections, pcu "
+            f"FROM {database}.{table} FINAL {where} ORDER BY ALL"
+        ).result_rows
+
+    recent = minutes("traffic_density_1m_recent")
+    assert recent and recent == minutes(
+        "traffic_density_1m", "WHERE window_start >= now() - INTERVAL 2 DAY"
+    )
+    assert {r[0] for r in recent} == {"cam-a", "cam-b"}  # cam-c's minutes are too old
+    sorting_key = client.query(
+        "SELECT sorting_key FROM system.tables WHERE database = {db:String} "
+        "AND name = 'traffic_density_1m_recent'",
+        parameters={"db": database},
+    ).result_rows
+    assert sorting_key == [("window_start, camera_id, vehicle_class",)]
+
+
 def test_rollups_backfill_rows_written_before_the_migration(
     connect: Callable[..., Client], database: str
 ) -> None:

@@ -137,7 +137,7 @@ def test_riders_are_stored_with_their_vehicle() -> None:
     assert stored == [
         ("motorcycle", 1, None, 1795332611000000),
         ("person", 0, 0, 1795332611000001),  # rides box 0: not a pedestrian
-        ("person", 0, None, None),
+        ("person", 0, None, 1795332611000002),
     ]
 
 
