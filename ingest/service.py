@@ -92,7 +92,9 @@ class CameraWorker:
             self.stop_event.wait(self._backoff(attempt))
 
     def _backoff(self, attempt: int) -> float:
-        return min(self.settings.retry_max_s, self.settings.retry_initial_s * 2 ** (attempt - 1))
+        # the exponent is capped: 2.0**1024 overflows, some 8 hours into a dead camera's retries
+        exponent = min(attempt - 1, 32)
+        return min(self.settings.retry_max_s, self.settings.retry_initial_s * 2**exponent)
 
     def _report(self, exc: Exception) -> None:
         self.last_error = str(exc)

@@ -502,7 +502,11 @@ class Sink:
         self.consumer.subscribe(list(self._routes))
         try:
             with ThreadPoolExecutor(1, thread_name_prefix="sink-writer") as writer:
-                self._consume(stop_event, writer)
+                try:
+                    self._consume(stop_event, writer)
+                except BaseException:
+                    stop_event.set()  # a writer retrying through an outage gives up too
+                    raise
         finally:
             self.consumer.close()
 
@@ -609,7 +613,8 @@ class Sink:
                 attempt += 1
                 INSERT_RETRIES.inc()
                 self._client = None  # reconnect: the endpoint may have restarted
-                delay = min(self.retry_max_s, self.retry_initial_s * 2 ** (attempt - 1))
+                # the exponent is capped: 2.0**1024 overflows, hours into an outage
+                delay = min(self.retry_max_s, self.retry_initial_s * 2 ** min(attempt - 1, 32))
                 log.warning(
                     "insert into %s failed (attempt %d), retrying in %.1fs: %s",
                     self._inserting,

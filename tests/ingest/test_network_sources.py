@@ -109,3 +109,4 @@ def test_dead_camera_is_retried_with_backoff_until_stopped() -> None:
     assert worker.sessions >= 4
     assert "cannot open rtsp://127.0.0.1:9/dead" in (worker.last_error or "")
     assert [worker._backoff(n) for n in (1, 2, 3, 4)] == [0.05, 0.1, 0.2, 0.2]
+    assert worker._backoff(2000) == 0.2  # a camera dead for days: no float overflow

@@ -170,6 +170,19 @@ def test_offsets_commit_only_after_insert_succeeds_and_retry_loses_nothing() -> 
     assert len(frame_tokens) == 1 and len(client.tokens) == 2 + 3  # 2 failed + 3 tables
 
 
+def test_a_long_outage_is_retried_through_without_giving_up() -> None:
+    log: list[str] = []
+    client = FlakyClient(failures=1100, log=log)  # past 2.0**1024: the backoff must not overflow
+    sink, consumer = make_sink(client, log)
+    sink.retry_initial_s = sink.retry_max_s = 1e-6
+    batch = Batch()
+    fact = example("traffic_density-1-0-0.json")
+    sink._accept(batch, FakeMessage(TRAFFIC_DENSITY_TOPIC.name, fact, 0))  # type: ignore[arg-type]
+    sink.write(batch, threading.Event())
+    assert log.count("insert failed") == 1100 and len(client.rows["traffic_density_1m"]) == 1
+    assert consumer.commits == [[(TRAFFIC_DENSITY_TOPIC.name, 0, 1)]]
+
+
 def test_stopping_during_an_outage_commits_nothing() -> None:
     log: list[str] = []
     sink, consumer = make_sink(FlakyClient(failures=10**6, log=log), log)
@@ -417,3 +430,36 @@ def test_a_failed_store_stops_the_run_with_its_error_and_commits_nothing_of_it()
     with pytest.raises(ProgrammingError):
         sink.run(stop)
     assert consumer.commits == [] and sink.messages_committed == 0 and consumer.closed
+
+
+def test_a_failed_read_stops_a_writer_retrying_through_an_outage() -> None:
+    from confluent_kafka import KafkaException
+
+    class FailingConsumer(ScriptedConsumer):
+        def consume(self, n: int, timeout: float) -> list[FakeMessage]:
+            if self.handed == 1:
+                raise KafkaException("broker gone")
+            return super().consume(n, timeout)
+
+    stop = threading.Event()
+    log: list[str] = []
+    consumer = FailingConsumer(messages=3, release_at=0, stop=stop)
+    sink, _ = make_sink(FlakyClient(failures=10**6, log=log), log)  # the warehouse is down
+    sink.consumer = consumer  # type: ignore[assignment]
+    sink.batch_rows, sink.batch_s = 1000, 0.0
+    raised: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            sink.run(stop)
+        except BaseException as exc:
+            raised.append(exc)
+
+    runner = threading.Thread(target=run, daemon=True)
+    runner.start()
+    runner.join(30)
+    hung = runner.is_alive()
+    stop.set()  # lets a hung writer go, whatever happened
+    assert not hung, "the sink kept waiting for a writer that retries forever"
+    assert [type(e) for e in raised] == [KafkaException]
+    assert "insert failed" in log and consumer.commits == [] and consumer.closed
