@@ -19,6 +19,21 @@ COMMENT 'traffic_density_1m for the last two days, sorted by time: for queries o
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS {database}.traffic_density_1m_recent_mv
 TO {database}.traffic_density_1m_recent
+(
+    camera_id LowCardinality(String) COMMENT 'Camera registry id.',
+    window_start DateTime('UTC') COMMENT 'Start of the one-minute window.',
+    window_end DateTime('UTC') COMMENT 'End of the window (exclusive).',
+    vehicle_class LowCardinality(String) COMMENT 'car, motorbike, bicycle, bus or truck.',
+    frames UInt32 COMMENT 'Sampled frames of the camera in the window.',
+    detections UInt32 COMMENT 'Boxes of the class summed over those frames.',
+    mean_in_view Float32 COMMENT 'Mean vehicles of the class in view (detections / frames).',
+    max_in_view UInt16 COMMENT 'Most vehicles of the class seen in one frame.',
+    pcu_factor Float32 COMMENT 'Passenger-car-unit factor applied to the class.',
+    pcu Float64 COMMENT 'detections x pcu_factor.',
+    pcu_version LowCardinality(String) COMMENT 'Which PCU factor table was applied.',
+    emitted_at DateTime64(3, 'UTC') COMMENT 'When the stream emitted this version of the fact.',
+    loaded_at DateTime64(3, 'UTC') COMMENT 'When the row reached the warehouse.'
+)
 AS SELECT * FROM {database}.traffic_density_1m
 WHERE window_start >= now() - INTERVAL 2 DAY
 COMMENT 'Copies every insert into traffic_density_1m of the last two days to traffic_density_1m_recent.';
