@@ -260,13 +260,13 @@ ROLLUP_QUERIES: dict[str, str] = {
     "minute_busiest_cameras_last_hour": (
         "SELECT camera_id, sum(detections) AS vehicles FROM traffic_density_1m_recent FINAL "
         "WHERE window_start >= {last_hour:DateTime} GROUP BY camera_id "
-        "ORDER BY vehicles DESC LIMIT 10"
+        "ORDER BY vehicles DESC, camera_id LIMIT 10"
     ),
     # the same from the facts sorted by camera: what traffic_density_1m_recent is there to beat
     "minute_busiest_cameras_last_hour_from_all_minutes": (
         "SELECT camera_id, sum(detections) AS vehicles FROM traffic_density_1m FINAL "
         "WHERE window_start >= {last_hour:DateTime} GROUP BY camera_id "
-        "ORDER BY vehicles DESC LIMIT 10"
+        "ORDER BY vehicles DESC, camera_id LIMIT 10"
     ),
     # hourly and daily rollups
     "hourly_profile_all_cameras_week": (
