@@ -23,6 +23,7 @@ from citycam.cameras import Camera
 from citycam.config import IngestSettings
 from citycam.framestore import FrameStore
 from citycam.kafka import EventProducer
+from citycam.retry import backoff_s
 from ingest.health import Clock, HealthMonitor
 from ingest.sampler import FrameSampler
 from ingest.sources import DecodedFrame, SourceError, decode_frames
@@ -92,9 +93,7 @@ class CameraWorker:
             self.stop_event.wait(self._backoff(attempt))
 
     def _backoff(self, attempt: int) -> float:
-        # the exponent is capped: 2.0**1024 overflows, some 8 hours into a dead camera's retries
-        exponent = min(attempt - 1, 32)
-        return min(self.settings.retry_max_s, self.settings.retry_initial_s * 2**exponent)
+        return backoff_s(attempt, self.settings.retry_initial_s, self.settings.retry_max_s)
 
     def _report(self, exc: Exception) -> None:
         self.last_error = str(exc)

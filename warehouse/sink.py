@@ -43,6 +43,7 @@ from prometheus_client import Counter
 
 from citycam.config import KafkaSettings, SinkSettings
 from citycam.kafka import DeadLetterQueue, EventProducer, commit_processed, consumer_config, is_data
+from citycam.retry import backoff_s
 from schemas import (
     ALERTS_TOPIC,
     CAMERA_HEALTH_TOPIC,
@@ -613,8 +614,7 @@ class Sink:
                 attempt += 1
                 INSERT_RETRIES.inc()
                 self._client = None  # reconnect: the endpoint may have restarted
-                # the exponent is capped: 2.0**1024 overflows, hours into an outage
-                delay = min(self.retry_max_s, self.retry_initial_s * 2 ** min(attempt - 1, 32))
+                delay = backoff_s(attempt, self.retry_initial_s, self.retry_max_s)
                 log.warning(
                     "insert into %s failed (attempt %d), retrying in %.1fs: %s",
                     self._inserting,
