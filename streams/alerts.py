@@ -831,7 +831,7 @@ class Alerter:
         state = CameraAlerts.from_json(data)
         if not baselines or state.learned_flow():
             return False
-        state.baselines = {key: Baseline(**asdict(b)) for key, b in baselines.items()}
+        state.baselines = dict(baselines)
         self._save(camera_id, state, data)
         return True
 
