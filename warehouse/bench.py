@@ -392,8 +392,6 @@ def bench_rollups(services: Services, detection_rows_n: int, repeats: int) -> di
     )
     if recent != all_minutes:
         raise RuntimeError(f"recent minutes disagree with all minutes: {recent} != {all_minutes}")
-    raw = latency["raw_hourly_profile_all_cameras_week"]["median_ms"]
-    rollup = latency["hourly_profile_all_cameras_week"]["median_ms"]
     for name, figures in latency.items():
         print(f"  {name}: median {figures['median_ms']} ms, max {figures['max_ms']} ms")
     return {
@@ -402,7 +400,9 @@ def bench_rollups(services: Services, detection_rows_n: int, repeats: int) -> di
         "rollups_complete_after_load_s": round(refresh_s, 1),
         "repeats": repeats,
         "queries": {name: {"sql": ROLLUP_QUERIES[name], **f} for name, f in latency.items()},
-        "hourly_rollup_over_raw": round(rollup / raw, 4) if raw else None,
+        "hourly_rollup_over_raw": ratio(
+            latency, "hourly_profile_all_cameras_week", "raw_hourly_profile_all_cameras_week"
+        ),
         "recent_minutes_over_all_minutes": ratio(
             latency,
             "minute_busiest_cameras_last_hour",
