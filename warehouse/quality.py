@@ -45,7 +45,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from datetime import time as dt_time
@@ -192,24 +192,24 @@ class QualityGate:
         `isolated`: run great-expectations in a child process of its own. Validation is pure
         Python and holds the GIL for its whole run; in its own process it runs beside the
         caller's other work (the sink reads the next batch meanwhile) and on another core.
-        Suite errors still raise here, at start-up. Call `close` when done."""
+        The child loads great-expectations and the suites in the background (~7 s), so the
+        caller can start up meanwhile; `tables()` waits for it and raises a suite's error.
+        Call `close` when done."""
         self._clock = clock
         self._lock = threading.Lock()
         self._suites: dict[str, _Suite] = {}
         self._pool: ProcessPoolExecutor | None = None
-        self._remote_tables: set[str] = set()
+        self._remote_tables: Future[set[str]] | None = None  # the child's, once it has loaded
         if isolated:
             self._pool = ProcessPoolExecutor(
                 max_workers=1,
                 mp_context=multiprocessing.get_context("spawn"),
                 initializer=_start_child,
-                initargs=(suites_dir, dict(parameters) if parameters else None, os.getpid()),
+                initargs=(os.getpid(),),
             )
-            try:
-                self._remote_tables = self._pool.submit(_child_tables).result()
-            except BaseException:
-                self._pool.shutdown(cancel_futures=True)
-                raise
+            self._remote_tables = self._pool.submit(
+                _child_load, suites_dir, dict(parameters) if parameters else None
+            )
             return
         self._load_suites(suites_dir, parameters)
 
@@ -289,9 +289,10 @@ class QualityGate:
             )
 
     def tables(self) -> set[str]:
-        """Tables that have a suite (and so are validated)."""
-        if self._pool is not None:
-            return set(self._remote_tables)
+        """Tables that have a suite (and so are validated). An isolated gate's first call
+        waits until its process has loaded the suites, and raises their error if any."""
+        if self._remote_tables is not None:
+            return set(self._remote_tables.result())
         return set(self._suites)
 
     def close(self) -> None:
@@ -434,10 +435,8 @@ class QualityGate:
 _child_gate: QualityGate | None = None
 
 
-def _start_child(suites_dir: Path, parameters: dict[str, Any] | None, parent: int) -> None:
-    global _child_gate
+def _start_child(parent: int) -> None:
     threading.Thread(target=_exit_with, args=(parent,), daemon=True).start()
-    _child_gate = QualityGate(suites_dir, parameters)
 
 
 def _exit_with(parent: int) -> None:
@@ -448,8 +447,10 @@ def _exit_with(parent: int) -> None:
     os._exit(0)
 
 
-def _child_tables() -> set[str]:
-    assert _child_gate is not None
+def _child_load(suites_dir: Path, parameters: dict[str, Any] | None) -> set[str]:
+    """Build this process's gate (a task, not the initializer: its errors reach the caller)."""
+    global _child_gate
+    _child_gate = QualityGate(suites_dir, parameters)
     return _child_gate.tables()
 
 

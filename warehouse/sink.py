@@ -502,6 +502,10 @@ class Sink:
         """
         self.consumer.subscribe(list(self._routes))
         try:
+            if self.gate is not None:
+                # an isolated gate loads while the consumer joins its group (seconds each);
+                # a broken suite stops the sink here, before anything is consumed
+                self.gate.tables()
             with ThreadPoolExecutor(1, thread_name_prefix="sink-writer") as writer:
                 try:
                     self._consume(stop_event, writer)

@@ -354,6 +354,26 @@ def test_a_suite_parameter_without_a_value_is_refused(tmp_path: Path) -> None:
         QualityGate(tmp_path)
 
 
+def test_an_isolated_gate_reports_a_broken_suite_with_its_own_error(tmp_path: Path) -> None:
+    """The child loads the suites in the background; their error still reaches the caller."""
+    import great_expectations.expectations as gxe
+
+    write_suite(
+        tmp_path,
+        "widgets",
+        [gxe.ExpectColumnValuesToBeInSet(column="colour", value_set={"$PARAMETER": "colours"})],
+        {},
+    )
+    isolated = QualityGate(tmp_path, isolated=True)
+    try:
+        with pytest.raises(ValueError, match="no value for suite parameters"):
+            isolated.tables()
+        with pytest.raises(ValueError, match="no value for suite parameters"):
+            isolated.split("widgets", [["red"]], ["colour"])
+    finally:
+        isolated.close()
+
+
 def test_quarantined_rows_are_stored_once_however_often_delivered(
     gate: QualityGate, connect: Callable[..., Client]
 ) -> None:

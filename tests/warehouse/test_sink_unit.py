@@ -463,3 +463,19 @@ def test_a_failed_read_stops_a_writer_retrying_through_an_outage() -> None:
     assert not hung, "the sink kept waiting for a writer that retries forever"
     assert [type(e) for e in raised] == [KafkaException]
     assert "insert failed" in log and consumer.commits == [] and consumer.closed
+
+
+def test_a_gate_that_cannot_load_its_suites_stops_the_sink_before_it_consumes() -> None:
+    class UnloadableGate:
+        def tables(self) -> set[str]:
+            raise ValueError("widgets.json: no value for suite parameters ['colours']")
+
+    stop = threading.Event()
+    log: list[str] = []
+    consumer = ScriptedConsumer(messages=3, release_at=0, stop=stop)
+    sink, _ = make_sink(FlakyClient(failures=0, log=log), log)
+    sink.consumer = consumer  # type: ignore[assignment]
+    sink.gate = UnloadableGate()  # type: ignore[assignment]
+    with pytest.raises(ValueError, match="no value for suite parameters"):
+        sink.run(stop)
+    assert consumer.handed == 0 and consumer.commits == [] and consumer.closed
