@@ -20,6 +20,9 @@ DEMO_NEEDS := setup footage $(if $(filter 1,$(SUPERSET)),superset)
 DEMO_FLAGS := $(if $(filter 1,$(SUPERSET)),,--no-superset)
 # Debian's chromium for the dashboards' browser test (Playwright drives it; it never downloads one).
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# The two virtual environments (and chromium) install side by side: much of it is waiting on
+# downloads and disk. Each target's output is printed whole, when it ends.
+MAKEFLAGS += --jobs=2 --output-sync=target
 
 .PHONY: demo test setup superset browser footage lint bench clean-data
 
@@ -50,7 +53,7 @@ browser:
 
 footage: $(FOOTAGE_DIR)/vtest.avi $(FOOTAGE_DIR)/bikes.mp4
 
-$(FOOTAGE_DIR)/vtest.avi $(FOOTAGE_DIR)/bikes.mp4: | $(STAMP)
+$(FOOTAGE_DIR)/vtest.avi $(FOOTAGE_DIR)/bikes.mp4 &: | $(STAMP)
 	$(BIN)/citycam footage
 
 demo: $(DEMO_NEEDS)
@@ -61,7 +64,7 @@ test: setup footage superset browser
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy citycam schemas ingest inference streams warehouse dashboards
 	$(BIN)/python -m schemas.generate --check
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2
 
 # Benchmarks write JSON to .data/bench/ (ratios against baselines measured in the same run).
 bench: setup footage

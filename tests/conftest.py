@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -31,3 +32,47 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaSettings]:
         yield KafkaSettings(bootstrap_servers=bootstrap, partitions=2)
     finally:
         process.stop()
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups off the items
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """`make test` runs two pytest-xdist workers (`--dist loadgroup`): much of the suite waits
+    on services starting, consumer groups joining, subprocesses. Each module's tests go to one
+    worker, so its module fixtures (a broker, a detector run over footage) start once; and the
+    modules sharing the integration pipeline go together, so the pipeline runs once."""
+    on_pipeline = {
+        item.nodeid.split("::")[0]
+        for item in items
+        if "pipeline" in getattr(item, "fixturenames", ())
+    }
+    for item in items:
+        module = item.nodeid.split("::")[0]
+        group = "integration-pipeline" if module in on_pipeline else module
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
+# Modules on the integration pipeline (the package fixture `pipeline`): under xdist they share
+# a worker, so the pipeline runs once. tests/integration/test_grouping.py keeps this complete.
+ON_PIPELINE = frozenset(
+    {
+        "tests/integration/test_pipeline.py",
+        "tests/integration/test_dashboards.py",
+        "tests/integration/test_open_data_export.py",
+    }
+)
+
+
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """`make test` runs two pytest-xdist workers: much of the suite waits on services starting,
+    consumer groups joining, subprocesses. Each module goes to one worker whole, so its module
+    fixtures (a broker, a detector's run over footage) start once, and the modules on the
+    pipeline go together. (`--dist loadgroup` would do this with marks, but xdist 3.8 cannot
+    rename pytest 9's node ids.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class ModuleScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            module = nodeid.split("::")[0]
+            return "integration-pipeline" if module in ON_PIPELINE else module
+
+    return ModuleScheduling(config, log)
