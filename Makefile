@@ -21,8 +21,8 @@ DEMO_FLAGS := $(if $(filter 1,$(SUPERSET)),,--no-superset)
 # Debian's chromium for the dashboards' browser test (Playwright drives it; it never downloads one).
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # The two virtual environments (and chromium) install side by side: much of it is waiting on
-# downloads and disk. Each target's output is printed whole, when it ends.
-MAKEFLAGS += --jobs=2 --output-sync=target
+# downloads and disk.
+MAKEFLAGS += --jobs=2
 
 .PHONY: demo test setup superset browser footage lint bench clean-data
 

@@ -371,7 +371,7 @@ def cmd_sink(args: argparse.Namespace) -> int:
     from citycam.clickhouse import connect
     from citycam.kafka import EventProducer
     from warehouse.quality import QualityGate
-    from warehouse.sink import Sink
+    from warehouse.sink import Sink, tune_gc_for_batches
 
     settings = get_settings()
     stop = stop_on_signals()
@@ -388,6 +388,7 @@ def cmd_sink(args: argparse.Namespace) -> int:
             isolated=True,
         )
     sink = Sink(lambda: connect(settings.warehouse), settings.kafka, producer, settings.sink, gate)
+    tune_gc_for_batches()
     try:
         sink.run(stop)
     finally:

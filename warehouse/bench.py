@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import platform
 import random
@@ -51,7 +52,7 @@ from schemas import (
 )
 from warehouse.migrate import migrate
 from warehouse.quality import QualityGate
-from warehouse.sink import COLUMNS, Rows, Sink, density_rows, detection_rows
+from warehouse.sink import COLUMNS, Rows, Sink, density_rows, detection_rows, tune_gc_for_batches
 
 CLASSES = [("car", 3), ("motorcycle", 4), ("bicycle", 2), ("bus", 6), ("truck", 8), ("person", 1)]
 ROLLUP_CAMERAS = 50
@@ -63,6 +64,7 @@ FRAME_EVERY_S = 30
 class Services:
     kafka: KafkaSettings
     warehouse: WarehouseSettings
+    pids: dict[str, int]  # the broker's and the warehouse endpoint's processes, by name
 
     def client(self, database: str | None = None) -> Client:
         return connect(self.warehouse, database=database)
@@ -80,7 +82,27 @@ def embedded_services(folder: Path) -> Iterator[Services]:
                 username=env["CITYCAM_WAREHOUSE__USERNAME"],
                 password=env["CITYCAM_WAREHOUSE__PASSWORD"],  # type: ignore[arg-type]
             ),
+            {p.name: p.proc.pid for p in services.processes if p.proc is not None},
         )
+
+
+def cpu_s(pids: dict[str, int]) -> dict[str, float]:
+    """CPU seconds (user + system, all threads) used so far by this process ("client") and
+    by each of `pids`.
+
+    Wall-clock ratios on a small machine hide how much work each side does: this is what says
+    whether more cores would help (Linux /proc)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    used = {"client": time.process_time()}
+    for name, pid in pids.items():
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        used[name] = (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+    return used
+
+
+def cpu_since(pids: dict[str, int], before: dict[str, float]) -> dict[str, float]:
+    now = cpu_s(pids)
+    return {name: round(now[name] - before[name], 3) for name in now}
 
 
 # -- sink throughput ---------------------------------------------------------------------------
@@ -167,24 +189,31 @@ def all_rows(frames: list[FrameDetections], facts: list[TrafficDensity]) -> Rows
     return rows
 
 
-def direct_insert_s(services: Services, rows: Rows, database: str) -> float:
+def direct_insert(services: Services, rows: Rows, database: str) -> tuple[float, dict[str, float]]:
+    """Wall and CPU seconds (client and servers) of one bulk insert per table."""
     migrate(services.client(None), database, raw_ttl_days=3650)
     client = services.client(database)
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), cpu_s(services.pids)
     for table, table_rows in rows.items():
         if table_rows:
             client.insert(table, table_rows, column_names=COLUMNS[table])
-    return time.perf_counter() - started
+    return time.perf_counter() - started, cpu_since(services.pids, cpu)
 
 
 def run_sink(
     services: Services, messages: int, database: str, settings: SinkSettings
-) -> tuple[float, dict[str, float]]:
-    """Time from the sink's first message to the commit of the last one, and its stages'."""
+) -> tuple[float, dict[str, float], dict[str, float]]:
+    """Time from the sink's first message to the commit of the last one, the CPU seconds of
+    the run (sink, its validation process, servers), and its stages' seconds."""
     migrate(services.client(None), database, raw_ttl_days=3650)
     producer = EventProducer(services.kafka, client_id="bench-sink")
     gate = QualityGate(isolated=True)  # as `citycam sink` runs it
+    gate.tables()  # loaded: its start-up is not the sink's work per row
+    (validation,) = multiprocessing.active_children()
+    pids = {**services.pids, "validation": validation.pid or 0}
+    cpu = cpu_s(pids)
     sink = Sink(lambda: services.client(database), services.kafka, producer, settings, gate)
+    tune_gc_for_batches()  # as `citycam sink` does
     stop = threading.Event()
     worker = threading.Thread(target=sink.run, args=(stop,), daemon=True)
     worker.start()
@@ -197,12 +226,13 @@ def run_sink(
                 )
             time.sleep(0.02)
         finished = time.monotonic()
+        cpu = cpu_since(pids, cpu)
     finally:
         stop.set()
         worker.join()
         gate.close()
     assert sink.first_message_at is not None
-    return finished - sink.first_message_at, sink.stage_seconds
+    return finished - sink.first_message_at, cpu, sink.stage_seconds
 
 
 def bench_sink(services: Services, frames_n: int, settings: SinkSettings) -> dict[str, Any]:
@@ -219,8 +249,11 @@ def bench_sink(services: Services, frames_n: int, settings: SinkSettings) -> dic
     producer.flush()
     print(f"sink: {len(frames)} frames + {len(facts)} facts published = {total_rows} rows")
 
-    direct = min(direct_insert_s(services, rows, f"bench_direct_{i}") for i in range(2))
-    loaded, stages = run_sink(services, len(frames) + len(facts), "bench_sink", settings)
+    direct, direct_cpu = min(direct_insert(services, rows, f"bench_direct_{i}") for i in range(2))
+    messages = len(frames) + len(facts)
+    del frames, facts, rows  # a sink's process holds none of this
+    loaded, sink_cpu, stages = run_sink(services, messages, "bench_sink", settings)
+    cpus = os.cpu_count() or 1
     stored = services.client("bench_sink").query(
         "SELECT (SELECT count() FROM frames) + (SELECT count() FROM detections) "
         "+ (SELECT count() FROM traffic_density_1m)"
@@ -229,7 +262,7 @@ def bench_sink(services: Services, frames_n: int, settings: SinkSettings) -> dic
     if stored_rows != total_rows:
         raise RuntimeError(f"the sink stored {stored_rows} rows, expected {total_rows}")
     result = {
-        "messages": len(frames) + len(facts),
+        "messages": messages,
         "rows": total_rows,
         "direct_bulk_insert_s": round(direct, 3),
         "direct_rows_per_s": round(total_rows / direct),
@@ -238,11 +271,19 @@ def bench_sink(services: Services, frames_n: int, settings: SinkSettings) -> dic
         "sink_over_direct": round(direct / loaded, 3),
         "target_sink_over_direct": 0.8,
         "sink_stage_s": {stage: round(s, 3) for stage, s in stages.items()},
+        # CPU seconds of each side, client and servers: the work per row, whatever the cores
+        "direct_cpu_s": direct_cpu,
+        "sink_cpu_s": sink_cpu,
+        "sink_cpu_over_direct_cpu": round(sum(sink_cpu.values()) / sum(direct_cpu.values()), 3),
+        # the best ratio this machine's cores allow: the sink's CPU seconds spread perfectly
+        # over all of them, against the direct insert as measured
+        "ratio_ceiling_with_these_cpus": round(min(1.0, direct * cpus / sum(sink_cpu.values())), 3),
         "sink_settings": settings.model_dump(mode="json"),
     }
     print(
         f"sink {result['sink_rows_per_s']} rows/s, direct {result['direct_rows_per_s']} rows/s: "
-        f"ratio {result['sink_over_direct']}"
+        f"ratio {result['sink_over_direct']}\n  CPU seconds: sink {sink_cpu}, direct {direct_cpu}: "
+        f"at most {result['ratio_ceiling_with_these_cpus']} on {cpus} CPUs"
     )
     return result
 

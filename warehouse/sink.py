@@ -25,6 +25,7 @@ stateless.
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import logging
 import threading
@@ -396,6 +397,20 @@ COLUMNS: dict[str, list[str]] = {
     ],
     "quarantine": QUARANTINE_COLUMNS,
 }
+
+
+def tune_gc_for_batches() -> None:
+    """Call once in a sink's process, after start-up.
+
+    A sink holds a batch of up to ~10^5 rows, each a list, between reading and inserting.
+    Python's collector runs every 700 allocations, and in full as the heap grows. It then
+    spends more time walking the batch than the contract check spends building it. In the
+    bench, the sink process's CPU seconds fell by about a fifth: 5.6-5.7 to 4.0-4.6.
+    What was alive after start-up is frozen out of the collector's sight, and collections
+    become rarer. Rows have no reference cycles for it to find."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 50, 100)
 
 
 @dataclass(frozen=True)
