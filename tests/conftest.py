@@ -34,23 +34,6 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaSettings]:
         process.stop()
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist reads the groups off the items
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """`make test` runs two pytest-xdist workers (`--dist loadgroup`): much of the suite waits
-    on services starting, consumer groups joining, subprocesses. Each module's tests go to one
-    worker, so its module fixtures (a broker, a detector run over footage) start once; and the
-    modules sharing the integration pipeline go together, so the pipeline runs once."""
-    on_pipeline = {
-        item.nodeid.split("::")[0]
-        for item in items
-        if "pipeline" in getattr(item, "fixturenames", ())
-    }
-    for item in items:
-        module = item.nodeid.split("::")[0]
-        group = "integration-pipeline" if module in on_pipeline else module
-        item.add_marker(pytest.mark.xdist_group(group))
-
-
 # Modules on the integration pipeline (the package fixture `pipeline`): under xdist they share
 # a worker, so the pipeline runs once. tests/integration/test_grouping.py keeps this complete.
 ON_PIPELINE = frozenset(
