@@ -8,7 +8,8 @@ free ports in a temporary folder. Each figure comes with a baseline measured in 
 - sink: the same FrameDetections (and density facts) are published to Kafka and loaded by the
   real `Sink` (consume, contract check, quality gate, insert, commit), and, as the baseline,
   their rows are inserted straight into an identical database with one bulk insert per table
-  (best of two). Reported: rows/s of each and sink / direct (target >= 0.8).
+  (best of two). Reported: rows/s of each and sink / direct (target >= 0.8), and the CPU
+  seconds each side used per process, which say how far more cores could take the ratio.
 - rollups: >= 10M synthetic detection rows (50 cameras, 7 days, a frame every 30 s) and the
   per-minute facts derived from them by SQL, so the hourly and daily rollups fill through
   their materialized views as in production. Reported: latency (median and max of repeated
@@ -211,9 +212,9 @@ def run_sink(
     gate.tables()  # loaded: its start-up is not the sink's work per row
     (validation,) = multiprocessing.active_children()
     pids = {**services.pids, "validation": validation.pid or 0}
-    cpu = cpu_s(pids)
     sink = Sink(lambda: services.client(database), services.kafka, producer, settings, gate)
     tune_gc_for_batches()  # as `citycam sink` does
+    cpu = cpu_s(pids)
     stop = threading.Event()
     worker = threading.Thread(target=sink.run, args=(stop,), daemon=True)
     worker.start()
@@ -249,7 +250,9 @@ def bench_sink(services: Services, frames_n: int, settings: SinkSettings) -> dic
     producer.flush()
     print(f"sink: {len(frames)} frames + {len(facts)} facts published = {total_rows} rows")
 
-    direct, direct_cpu = min(direct_insert(services, rows, f"bench_direct_{i}") for i in range(2))
+    direct, direct_cpu = min(
+        (direct_insert(services, rows, f"bench_direct_{i}") for i in range(2)), key=lambda r: r[0]
+    )
     messages = len(frames) + len(facts)
     del frames, facts, rows  # a sink's process holds none of this
     loaded, sink_cpu, stages = run_sink(services, messages, "bench_sink", settings)
