@@ -45,10 +45,15 @@ ON_PIPELINE = frozenset(
 )
 
 
+def module_of(nodeid: str) -> str:
+    """The test module's path in a pytest node id."""
+    return nodeid.split("::")[0]
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The pipeline's modules first: together they are the longest unit of work (minutes), so
     under xdist they start at once while the other worker takes everything else."""
-    items.sort(key=lambda item: item.nodeid.split("::")[0] not in ON_PIPELINE)
+    items.sort(key=lambda item: module_of(item.nodeid) not in ON_PIPELINE)
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
@@ -64,7 +69,7 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
 
     class ModuleScheduling(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            module = nodeid.split("::")[0]
+            module = module_of(nodeid)
             return "integration-pipeline" if module in ON_PIPELINE else module
 
     return ModuleScheduling(config, log)

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from tests.conftest import ON_PIPELINE
+from tests.conftest import ON_PIPELINE, module_of
 
 
 def test_every_module_on_the_pipeline_is_grouped_with_the_others(
     request: pytest.FixtureRequest,
 ) -> None:
     on_pipeline = {
-        item.nodeid.split("::")[0]
+        module_of(item.nodeid)
         for item in request.session.items
         if "pipeline" in getattr(item, "fixturenames", ())
     }
