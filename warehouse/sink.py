@@ -39,7 +39,7 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError, DataError, ProgrammingError
-from confluent_kafka import Consumer, Message
+from confluent_kafka import Consumer, Message, TopicPartition
 from prometheus_client import Counter
 
 from citycam.config import KafkaSettings, SinkSettings
@@ -504,6 +504,10 @@ class Sink:
         self.messages_committed = 0  # progress, read by benchmarks and tests
         self.stage_seconds = dict.fromkeys(STAGES, 0.0)  # where the time went (benchmarks)
         self.first_message_at: float | None = None  # monotonic time of the first message
+        self._reading = Batch()  # the batch being read
+        self._stored: tuple[Batch, Future[None]] | None = None  # the batch the writer has
+        self._writer: ThreadPoolExecutor | None = None  # while consuming
+        self._stop = threading.Event()
 
     def run(self, stop_event: threading.Event) -> None:
         """Consume until `stop_event`, writing each batch as it closes.
@@ -514,53 +518,103 @@ class Sink:
         The consumer stays on this thread (a synchronous commit from another thread while
         this one consumes was seen to hang): each batch is committed here once stored,
         strictly in order.
+
+        Replicas of the sink share the partitions of one consumer group. Before this one
+        gives partitions up (another replica joined or left), it stores and commits what it
+        holds, so the next owner starts where it stopped and no batch is inserted twice.
         """
-        self.consumer.subscribe(list(self._routes))
+        self._stop, self._reading, self._stored = stop_event, Batch(), None
+        self.consumer.subscribe(
+            list(self._routes),
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_lost,
+        )
         try:
             if self.gate is not None:
                 # an isolated gate loads while the consumer joins its group (seconds each);
                 # a broken suite stops the sink here, before anything is consumed
                 self.gate.tables()
             with ThreadPoolExecutor(1, thread_name_prefix="sink-writer") as writer:
+                self._writer = writer
                 try:
-                    self._consume(stop_event, writer)
+                    self._consume(stop_event)
                 except BaseException:
                     stop_event.set()  # a writer retrying through an outage gives up too
                     raise
+                finally:
+                    self._writer = None  # closing hands nothing over after a failure
         finally:
             self.consumer.close()
 
-    def _consume(self, stop_event: threading.Event, writer: ThreadPoolExecutor) -> None:
-        batch = Batch()
-        stored: tuple[Batch, Future[None]] | None = None  # the batch the writer has
+    def _consume(self, stop_event: threading.Event) -> None:
         while not stop_event.is_set():
             with self._timed("fetch"):
                 messages = self.consumer.consume(500, timeout=0.2)
             with self._timed("read"):
                 for message in messages:
-                    self._accept(batch, message)
-            if stored is not None and stored[1].done():
-                self._commit_stored(stored)
-                stored = None
+                    self._accept(self._reading, message)
+            if self._stored is not None and self._stored[1].done():
+                self._commit_stored()
+            batch = self._reading
             full = len(batch.messages) >= self.batch_rows
-            due = time.monotonic() - batch.opened_at >= self.batch_s and stored is None
+            due = time.monotonic() - batch.opened_at >= self.batch_s and self._stored is None
             if batch.messages and (full or due):
-                self._commit_stored(stored)
-                stored = batch, writer.submit(self.store, batch, stop_event)
-                batch = Batch()
-        if batch.messages:
-            self._commit_stored(stored)
-            stored = batch, writer.submit(self.store, batch, stop_event)
-        self._commit_stored(stored)
+                self._hand_to_writer()
+        self._store_all()
 
-    def _commit_stored(self, stored: tuple[Batch, Future[None]] | None) -> None:
+    def _hand_to_writer(self) -> None:
+        """Start storing the batch being read (after the writer's batch is committed)."""
+        assert self._writer is not None
+        self._commit_stored()
+        self._stored = self._reading, self._writer.submit(self.store, self._reading, self._stop)
+        self._reading = Batch()
+
+    def _store_all(self) -> None:
+        """Store and commit both batches in hand, in order."""
+        if self._reading.messages:
+            self._hand_to_writer()
+        self._commit_stored()
+
+    def _commit_stored(self) -> None:
         """Wait for the writer's batch (its error, if any, stops the sink here), commit it."""
-        if stored is None:
+        if self._stored is None:
             return
-        batch, storing = stored
+        batch, storing = self._stored
         with self._timed("wait"):
             storing.result()
+        self._stored = None
         self.commit(batch)
+
+    def _held(self) -> int:
+        """Messages read but not yet committed."""
+        stored = len(self._stored[0].messages) if self._stored else 0
+        return stored + len(self._reading.messages)
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        log.info("assigned %s", _partition_list(partitions))
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """Called inside `consume` before partitions move to another replica: store and
+        commit everything read so far while this replica still owns it."""
+        if self._writer is None:
+            return  # closing after a failure: what is in hand stays uncommitted
+        held = self._held()
+        self._store_all()
+        log.info("revoked %s, after storing %d messages", _partition_list(partitions), held)
+
+    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        """The group moved on without this replica (it was too slow to answer): its offsets
+        can no longer be committed, so what it holds is dropped, to be re-delivered to the
+        new owner (the tables collapse any row that lands twice)."""
+        if self._stored is not None:
+            with self._timed("wait"):
+                self._stored[1].result()
+        dropped = self._held()
+        self._stored, self._reading = None, Batch()
+        log.warning(
+            "lost %s; %d messages left to their new owner", _partition_list(partitions), dropped
+        )
 
     def _accept(self, batch: Batch, message: Message) -> None:
         if not is_data(message):
@@ -664,3 +718,12 @@ class Sink:
             for table, table_rows in batch.rows.items():
                 if table != "quarantine":
                     self.gate.record_loaded(table, len(table_rows))
+
+
+def _partition_list(partitions: list[TopicPartition]) -> str:
+    """`topic[0,2] other[1]`: what a log line needs to say who owns what."""
+    by_topic: dict[str, list[int]] = {}
+    for p in partitions:
+        by_topic.setdefault(p.topic, []).append(p.partition)
+    listed = (f"{t}[{','.join(map(str, sorted(ps)))}]" for t, ps in sorted(by_topic.items()))
+    return " ".join(listed) or "no partitions"

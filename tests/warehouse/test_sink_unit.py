@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from clickhouse_connect.driver.exceptions import OperationalError
+from confluent_kafka import TopicPartition
 
 from schemas import (
     CAMERA_HEALTH_TOPIC,
@@ -358,8 +359,9 @@ class ScriptedConsumer(FakeConsumer):
         self.released = threading.Event()
         self.closed = False
 
-    def subscribe(self, topics: list[str]) -> None:
+    def subscribe(self, topics: list[str], **callbacks: Any) -> None:
         assert TRAFFIC_DENSITY_TOPIC.name in topics
+        self.callbacks = callbacks  # on_assign, on_revoke, on_lost: called inside consume
 
     def consume(self, n: int, timeout: float) -> list[FakeMessage]:
         if self.handed == self.release_at:
@@ -479,3 +481,51 @@ def test_a_gate_that_cannot_load_its_suites_stops_the_sink_before_it_consumes() 
     with pytest.raises(ValueError, match="no value for suite parameters"):
         sink.run(stop)
     assert consumer.handed == 0 and consumer.commits == [] and consumer.closed
+
+
+class RebalancingConsumer(ScriptedConsumer):
+    """Calls `callback` (on_revoke or on_lost) inside the `consume` call that would hand out
+    offset `at`, as librdkafka does when the group rebalances; records the offsets committed
+    by then and the messages still uncommitted."""
+
+    def __init__(self, messages: int, at: int, callback: str, stop: threading.Event) -> None:
+        super().__init__(messages, release_at=0, stop=stop)
+        self.at, self.callback = at, callback
+        self.committed_by_then: list[int] = []
+
+    def consume(self, n: int, timeout: float) -> list[FakeMessage]:
+        if self.handed == self.at and not self.committed_by_then:
+            partitions = [TopicPartition(TRAFFIC_DENSITY_TOPIC.name, 0)]
+            self.callbacks[self.callback](self, partitions)
+            self.committed_by_then = [o for c in self.commits for _, _, o in c] or [0]
+        return super().consume(n, timeout)
+
+
+def run_rebalanced(callback: str) -> tuple[Sink, RebalancingConsumer, FlakyClient]:
+    log: list[str] = []
+    stop = threading.Event()
+    consumer = RebalancingConsumer(messages=8, at=5, callback=callback, stop=stop)
+    client = FlakyClient(failures=0, log=log)
+    sink, _ = make_sink(client, log)
+    sink.consumer = consumer  # type: ignore[assignment]
+    sink.batch_rows, sink.batch_s = 3, 3600.0  # batches close at 3 messages, never by age
+    sink.run(stop)
+    return sink, consumer, client
+
+
+def test_partitions_revoked_mid_batch_are_stored_and_committed_before_they_move() -> None:
+    sink, consumer, client = run_rebalanced("on_revoke")
+    # offsets 0-2 were a full batch, 3-4 a partial one: both stored and committed in the
+    # callback, so the next owner starts at offset 5 and nothing is inserted twice
+    assert consumer.committed_by_then[-1] == 5
+    assert len(client.rows["traffic_density_1m"]) == 8 and sink.messages_committed == 8
+
+
+def test_partitions_lost_drop_what_is_held_uncommitted_for_the_new_owner() -> None:
+    sink, consumer, client = run_rebalanced("on_lost")
+    # the group moved on: offsets 3-4 (being read) can no longer be committed by this
+    # replica; they are dropped, neither inserted nor committed, and the rest goes on
+    assert consumer.committed_by_then[-1] <= 3
+    committed = [o for c in consumer.commits for _, _, o in c]
+    assert 5 not in committed and committed[-1] == 8
+    assert len(client.rows["traffic_density_1m"]) == 6 and sink.messages_committed == 6
