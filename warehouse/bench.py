@@ -10,6 +10,9 @@ free ports in a temporary folder. Each figure comes with a baseline measured in 
   their rows are inserted straight into an identical database with one bulk insert per table
   (best of two). Reported: rows/s of each and sink / direct (target >= 0.8), and the CPU
   seconds each side used per process, which say how far more cores could take the ratio.
+  With `--sinks N` (default: one per two CPUs beyond two, at most 8) that many sink
+  processes share the topics' partitions in one consumer group, as replicas of `citycam
+  sink` do in a deployment; each has its own validation process.
 - rollups: >= 10M synthetic detection rows (50 cameras, 7 days, a frame every 30 s) and the
   per-minute facts derived from them by SQL, so the hourly and daily rollups fill through
   their materialized views as in production. Reported: latency (median and max of repeated
@@ -72,12 +75,15 @@ class Services:
 
 
 @contextmanager
-def embedded_services(folder: Path) -> Iterator[Services]:
-    """The embedded broker and warehouse endpoint, as `citycam up` starts them."""
+def embedded_services(folder: Path, partitions: int = 3) -> Iterator[Services]:
+    """The embedded broker and warehouse endpoint, as `citycam up` starts them; the bench's
+    topics get `partitions` each."""
     with running_services(folder, "default") as services:
         env = services.env
         yield Services(
-            KafkaSettings(bootstrap_servers=env["CITYCAM_KAFKA__BOOTSTRAP_SERVERS"], partitions=3),
+            KafkaSettings(
+                bootstrap_servers=env["CITYCAM_KAFKA__BOOTSTRAP_SERVERS"], partitions=partitions
+            ),
             WarehouseSettings(
                 url=env["CITYCAM_WAREHOUSE__URL"],
                 username=env["CITYCAM_WAREHOUSE__USERNAME"],
@@ -87,14 +93,14 @@ def embedded_services(folder: Path) -> Iterator[Services]:
         )
 
 
-def cpu_s(pids: dict[str, int]) -> dict[str, float]:
-    """CPU seconds (user + system, all threads) used so far by this process ("client") and
-    by each of `pids`.
+def cpu_s(pids: dict[str, int], client: bool = True) -> dict[str, float]:
+    """CPU seconds (user + system, all threads) used so far by each of `pids` and, with
+    `client`, by this process.
 
     Wall-clock ratios on a small machine hide how much work each side does: this is what says
     whether more cores would help (Linux /proc)."""
     ticks = os.sysconf("SC_CLK_TCK")
-    used = {"client": time.process_time()}
+    used = {"client": time.process_time()} if client else {}
     for name, pid in pids.items():
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         used[name] = (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
@@ -102,7 +108,7 @@ def cpu_s(pids: dict[str, int]) -> dict[str, float]:
 
 
 def cpu_since(pids: dict[str, int], before: dict[str, float]) -> dict[str, float]:
-    now = cpu_s(pids)
+    now = cpu_s(pids, client="client" in before)
     return {name: round(now[name] - before[name], 3) for name in now}
 
 
@@ -201,42 +207,95 @@ def direct_insert(services: Services, rows: Rows, database: str) -> tuple[float,
     return time.perf_counter() - started, cpu_since(services.pids, cpu)
 
 
-def run_sink(
-    services: Services, messages: int, database: str, settings: SinkSettings
-) -> tuple[float, dict[str, float], dict[str, float]]:
-    """Time from the sink's first message to the commit of the last one, the CPU seconds of
-    the run (sink, its validation process, servers), and its stages' seconds."""
-    migrate(services.client(None), database, raw_ttl_days=3650)
-    producer = EventProducer(services.kafka, client_id="bench-sink")
-    gate = QualityGate(isolated=True)  # as `citycam sink` runs it
-    gate.tables()  # loaded: its start-up is not the sink's work per row
+def sink_replica(
+    kafka: KafkaSettings,
+    warehouse: WarehouseSettings,
+    database: str,
+    settings: SinkSettings,
+    reports: Any,  # multiprocessing queue: (sink pid, validation pid), then stage seconds
+    go: Any,  # multiprocessing events
+    done: Any,
+    committed: Any,  # multiprocessing values: messages committed, first message's time
+    first_message_at: Any,
+) -> None:
+    """One sink process, set up as `citycam sink` sets itself up; it reports its progress
+    through shared values until `done`. Its start-up (suites, connections) happens before
+    `go`: it is not the sink's work per row."""
+    gate = QualityGate(isolated=True)
+    gate.tables()
     (validation,) = multiprocessing.active_children()
-    pids = {**services.pids, "validation": validation.pid or 0}
-    sink = Sink(lambda: services.client(database), services.kafka, producer, settings, gate)
-    tune_gc_for_batches()  # as `citycam sink` does
-    cpu = cpu_s(pids)
+    producer = EventProducer(kafka, client_id=f"bench-sink-{os.getpid()}")
+    sink = Sink(lambda: connect(warehouse, database=database), kafka, producer, settings, gate)
+    tune_gc_for_batches()
+    reports.put((os.getpid(), validation.pid))
+    go.wait()
     stop = threading.Event()
     worker = threading.Thread(target=sink.run, args=(stop,), daemon=True)
     worker.start()
-    deadline = time.monotonic() + 1800
     try:
-        while sink.messages_committed < messages:
-            if not worker.is_alive() or time.monotonic() > deadline:
-                raise RuntimeError(
-                    f"sink stopped at {sink.messages_committed} of {messages} messages"
-                )
+        while not done.is_set() and worker.is_alive():
+            committed.value = sink.messages_committed
+            first_message_at.value = sink.first_message_at or 0.0  # CLOCK_MONOTONIC: shared
             time.sleep(0.02)
-        finished = time.monotonic()
-        cpu = cpu_since(pids, cpu)
     finally:
         stop.set()
         worker.join()
         gate.close()
-    assert sink.first_message_at is not None
-    return finished - sink.first_message_at, cpu, sink.stage_seconds
+    reports.put(sink.stage_seconds)
 
 
-def bench_sink(services: Services, frames_n: int, settings: SinkSettings) -> dict[str, Any]:
+def run_sinks(
+    services: Services, messages: int, database: str, settings: SinkSettings, replicas: int
+) -> tuple[float, dict[str, float], dict[str, float], list[int]]:
+    """Time from the first message any sink read to the commit of the last one, the CPU
+    seconds of the run per process (sinks, their validation processes, servers), the
+    sinks' stage seconds, summed, and the messages each sink committed."""
+    migrate(services.client(None), database, raw_ttl_days=3650)
+    spawn = multiprocessing.get_context("spawn")
+    reports, go, done = spawn.Queue(), spawn.Event(), spawn.Event()
+    progress = [(spawn.Value("q", 0), spawn.Value("d", 0.0)) for _ in range(replicas)]
+    processes = [
+        spawn.Process(
+            target=sink_replica,
+            args=(services.kafka, services.warehouse, database, settings, reports, go, done, *p),
+            name=f"bench-sink-{i}",
+        )
+        for i, p in enumerate(progress)
+    ]
+    for process in processes:
+        process.start()
+    try:
+        pids = dict(services.pids)
+        for i in range(replicas):
+            pids[f"sink-{i}"], pids[f"validation-{i}"] = reports.get(timeout=600)
+        cpu = cpu_s(pids, client=False)
+        go.set()
+        deadline = time.monotonic() + 1800
+        while sum(committed.value for committed, _ in progress) < messages:
+            if not all(p.is_alive() for p in processes) or time.monotonic() > deadline:
+                done_n = sum(committed.value for committed, _ in progress)
+                raise RuntimeError(f"the sinks stopped at {done_n} of {messages} messages")
+            time.sleep(0.005)
+        finished = time.monotonic()
+        cpu = cpu_since(pids, cpu)
+        first = min(f.value for _, f in progress if f.value > 0)
+        shares = [committed.value for committed, _ in progress]
+    finally:
+        done.set()
+        stages: dict[str, float] = {}
+        for process in processes:
+            process.join(60)
+        while not reports.empty():
+            for stage, seconds in reports.get().items():
+                stages[stage] = stages.get(stage, 0.0) + seconds
+        for process in processes:
+            process.kill()
+    return finished - first, cpu, stages, shares
+
+
+def bench_sink(
+    services: Services, frames_n: int, settings: SinkSettings, replicas: int = 1
+) -> dict[str, Any]:
     frames = synthetic_frames(frames_n)
     facts = density_facts(frames)
     rows = all_rows(frames, facts)
@@ -254,8 +313,10 @@ def bench_sink(services: Services, frames_n: int, settings: SinkSettings) -> dic
         (direct_insert(services, rows, f"bench_direct_{i}") for i in range(2)), key=lambda r: r[0]
     )
     messages = len(frames) + len(facts)
-    del frames, facts, rows  # a sink's process holds none of this
-    loaded, sink_cpu, stages = run_sink(services, messages, "bench_sink", settings)
+    del frames, facts, rows  # free the memory before the sinks start
+    loaded, sink_cpu, stages, shares = run_sinks(
+        services, messages, "bench_sink", settings, replicas
+    )
     cpus = os.cpu_count() or 1
     stored = services.client("bench_sink").query(
         "SELECT (SELECT count() FROM frames) + (SELECT count() FROM detections) "
@@ -281,6 +342,9 @@ def bench_sink(services: Services, frames_n: int, settings: SinkSettings) -> dic
         # the best ratio this machine's cores allow: the sink's CPU seconds spread perfectly
         # over all of them, against the direct insert as measured
         "ratio_ceiling_with_these_cpus": round(min(1.0, direct * cpus / sum(sink_cpu.values())), 3),
+        "sink_processes": replicas,
+        "messages_per_sink_process": shares,
+        "topic_partitions": services.kafka.partitions,
         "sink_settings": settings.model_dump(mode="json"),
     }
     print(
@@ -473,25 +537,34 @@ def environment() -> dict[str, Any]:
     }
 
 
+def default_sinks() -> int:
+    """One sink process per two CPUs beyond the two the broker and the warehouse endpoint
+    keep busy (a sink and its validation process use about one and a half), at most 8."""
+    return max(1, min(8, ((os.cpu_count() or 1) - 2) // 2))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=20_000, help="FrameDetections for the sink")
     parser.add_argument("--detection-rows", type=int, default=10_000_000)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--batch-rows", type=int, help="sink batch size (default: configured)")
+    parser.add_argument(
+        "--sinks", type=int, default=default_sinks(), help="sink processes in one group"
+    )
     parser.add_argument("--only", choices=["sink", "rollups"], help="run one part")
     parser.add_argument("--out", type=Path, default=Path(".data/bench/warehouse.json"))
     args = parser.parse_args(argv)
     with (
         tempfile.TemporaryDirectory(prefix="citycam-bench-") as tmp,
-        embedded_services(Path(tmp)) as services,
+        embedded_services(Path(tmp), partitions=max(3, args.sinks)) as services,
     ):
         settings = SinkSettings(group_id="bench-sink")
         if args.batch_rows:
             settings.batch_rows = args.batch_rows
         results: dict[str, Any] = {"benchmark": "warehouse", "environment": environment()}
         if args.only in (None, "sink"):
-            results["sink"] = bench_sink(services, args.frames, settings)
+            results["sink"] = bench_sink(services, args.frames, settings, args.sinks)
         if args.only in (None, "rollups"):
             results["rollups"] = bench_rollups(services, args.detection_rows, args.repeats)
     args.out.parent.mkdir(parents=True, exist_ok=True)
