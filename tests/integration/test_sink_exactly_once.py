@@ -4,6 +4,8 @@
   never interrupted: nothing lost, nothing doubled (compared with FINAL, and again by raw
   row counts after the tables are merged).
 - The warehouse endpoint going away for a while: the sink waits, retries, and loses nothing.
+- Sink replicas joining and leaving one consumer group while events stream in: no row is
+  inserted twice, counted before any merge.
 """
 
 from __future__ import annotations
@@ -384,7 +386,10 @@ def test_sinks_scaled_out_in_one_group_load_every_row_once(
     second = None
     try:
         wait_for(lambda: "assigned" in logs["first"].read_text(), "the first replica to join")
-        streaming = threading.Thread(target=publish_steadily, args=(kafka, frames, facts, 25))
+        hurry = threading.Event()
+        streaming = threading.Thread(
+            target=publish_steadily, args=(kafka, frames, facts, 60, hurry)
+        )
         streaming.start()
         second = start_sink(kafka, warehouse, "scaled", "sink-scaled", logs["second"])
         wait_for(lambda: "assigned" in logs["second"].read_text(), "the second replica to join")
@@ -393,6 +398,7 @@ def test_sinks_scaled_out_in_one_group_load_every_row_once(
         first.stop(timeout_s=60)  # scaled in: its partitions move to the second replica
         assert first.proc is not None and first.proc.returncode == 0
         assert streaming.is_alive(), "the first replica must leave while events stream in"
+        hurry.set()
         streaming.join()
         wait_for(lambda: complete(client, frames, facts), "the second replica to finish")
         time.sleep(1)  # let any late duplicate land before counting
@@ -416,12 +422,15 @@ def test_sinks_scaled_out_in_one_group_load_every_row_once(
     assert {(c, w): d for c, w, d in stored} == latest
 
 
-def publish_steadily(kafka: KafkaSettings, frames: list, facts: list, seconds: float) -> None:
-    """The dataset, spread evenly over `seconds` as cameras would send it."""
+def publish_steadily(
+    kafka: KafkaSettings, frames: list, facts: list, seconds: float, hurry: threading.Event
+) -> None:
+    """The dataset, spread evenly over `seconds` as cameras would send it, the rest at once
+    when `hurry` is set."""
     producer = EventProducer(kafka, client_id="test-stream")
     started = time.monotonic()
     for i, event in enumerate(frames):
         producer.publish(DETECTIONS_TOPIC, event.camera_id, event)
-        time.sleep(max(0.0, started + seconds * i / len(frames) - time.monotonic()))
+        hurry.wait(max(0.0, started + seconds * i / len(frames) - time.monotonic()))
     producer.flush()
     publish(kafka, [], [*facts, *facts_failing_quality()])
