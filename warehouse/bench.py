@@ -14,10 +14,11 @@ free ports in a temporary folder. Each figure comes with a baseline measured in 
   processes share the topics' partitions in one consumer group, as replicas of `citycam
   sink` do in a deployment; each has its own validation process.
 - rollups: >= 10M synthetic detection rows (50 cameras, 7 days, a frame every 30 s) and the
-  per-minute facts derived from them by SQL, so the hourly and daily rollups fill through
-  their materialized views as in production. Reported: latency (median and max of repeated
-  runs) of the planners' per-minute and hourly queries, and of the same hourly profile computed
-  from raw detections as the baseline the rollups exist to beat.
+  per-minute facts derived from them by SQL (density, and crossings of one counting line per
+  camera), so the hourly and daily rollups fill through their materialized views as in
+  production. Reported: latency (median and max of repeated runs) of the planners'
+  per-minute and hourly queries, and of the same hourly profiles computed from raw
+  detections and from the minute crossings, the baselines the rollups exist to beat.
 """
 
 from __future__ import annotations
@@ -389,6 +390,17 @@ ROLLUP_QUERIES: dict[str, str] = {
         "SELECT camera_id, sum(pcu) AS pcu FROM traffic_density_1d GROUP BY camera_id "
         "ORDER BY pcu DESC LIMIT 10"
     ),
+    # traffic flow over the counting lines: hourly rollup, and the minutes it is made of
+    "hourly_flow_all_cameras_week": (
+        "SELECT toHour(hour) AS hour_of_day, vehicle_class, "
+        "sum(pcu) * 60 / sum(minutes_covered) AS pcu_per_hour "
+        "FROM line_crossings_1h GROUP BY hour_of_day, vehicle_class ORDER BY ALL"
+    ),
+    "minute_flow_all_cameras_week": (
+        "SELECT toHour(window_start) AS hour_of_day, vehicle_class, "
+        "sum(pcu) * 60 / count() AS pcu_per_hour "
+        "FROM line_crossings_1m FINAL GROUP BY hour_of_day, vehicle_class ORDER BY ALL"
+    ),
     # baseline: the hourly profile without rollups, from the raw detections
     "raw_hourly_profile_all_cameras_week": (
         "SELECT toHour(captured_at) AS hour_of_day, class_name, count() / uniqExact(frame_id) "
@@ -441,18 +453,34 @@ def load_rollup_data(client: Client, detection_rows_n: int) -> datetime:
         " FROM detections WHERE class_name != 'person'"
         " GROUP BY camera_id, window_start, vehicle_class, factor)"
     )
+    # one counting line per camera, both ways: a share of the minute's vehicles crossed it
+    client.command(
+        "INSERT INTO line_crossings_1m (camera_id, line_id, window_start, window_end, "
+        "direction, orientation, vehicle_class, frames, crossings, pcu_factor, pcu, "
+        "pcu_per_hour, pcu_version, speed_samples, speed_kmh_mean, speed_kmh_p85, emitted_at) "
+        "SELECT camera_id, 'stop-line', window_start, window_end, "
+        "if(way = 'positive', 'inbound', 'outbound'), way, vehicle_class, frames, n, "
+        "pcu_factor, n * pcu_factor, n * pcu_factor * 60, 'bench', n, 30, 42, emitted_at "
+        "FROM (SELECT camera_id, window_start, window_end, vehicle_class, frames, "
+        "pcu_factor, emitted_at, way, intDiv(detections, if(way = 'positive', 3, 5)) AS n "
+        "FROM traffic_density_1m FINAL ARRAY JOIN ['positive', 'negative'] AS way)"
+    )
     return first
 
 
 def wait_for_rollups(client: Client, timeout_s: float = 600) -> float:
     """Seconds until the refreshed hourly and daily rollups hold every minute fact."""
     started = time.perf_counter()
-    sql = (
+    density = (
         "SELECT (SELECT sum(detections) FROM traffic_density_1m FINAL), "
         "(SELECT sum(detections) FROM traffic_density_1h), "
         "(SELECT sum(detections) FROM traffic_density_1d)"
     )
-    while len(set(client.query(sql).result_rows[0])) > 1:
+    flow = (
+        "SELECT (SELECT sum(crossings) FROM line_crossings_1m FINAL), "
+        "(SELECT sum(crossings) FROM line_crossings_1h)"
+    )
+    while any(len(set(client.query(sql).result_rows[0])) > 1 for sql in (density, flow)):
         if time.perf_counter() - started > timeout_s:
             raise RuntimeError("the rollups did not catch up with the minute facts")
         time.sleep(0.5)
@@ -484,7 +512,14 @@ def bench_rollups(services: Services, detection_rows_n: int, repeats: int) -> di
     refresh_s = wait_for_rollups(client)
     counts = {
         table: int(client.query(f"SELECT count() FROM {table}").result_rows[0][0])
-        for table in ("detections", "frames", "traffic_density_1m", "traffic_density_1h")
+        for table in (
+            "detections",
+            "frames",
+            "traffic_density_1m",
+            "traffic_density_1h",
+            "line_crossings_1m",
+            "line_crossings_1h",
+        )
     }
     print(f"rollups: loaded {counts} in {load_s:.1f}s, rolled up {refresh_s:.1f}s later")
     last = first + timedelta(days=ROLLUP_DAYS)
@@ -510,6 +545,9 @@ def bench_rollups(services: Services, detection_rows_n: int, repeats: int) -> di
         "queries": {name: {"sql": ROLLUP_QUERIES[name], **f} for name, f in latency.items()},
         "hourly_rollup_over_raw": ratio(
             latency, "hourly_profile_all_cameras_week", "raw_hourly_profile_all_cameras_week"
+        ),
+        "hourly_flow_rollup_over_minutes": ratio(
+            latency, "hourly_flow_all_cameras_week", "minute_flow_all_cameras_week"
         ),
         "recent_minutes_over_all_minutes": ratio(
             latency,

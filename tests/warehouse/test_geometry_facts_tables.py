@@ -5,6 +5,7 @@ duplicates."""
 from __future__ import annotations
 
 import random
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable
@@ -118,6 +119,7 @@ def test_every_emission_and_repeat_collapses_to_the_final_one_and_rolls_up_hourl
         acc[1] += n
         acc[2] += n * PCU[vehicle_class]
         acc[3].extend(speeds)
+    wait_for_hourly_rollup(client, database)
     hourly = client.query(
         "SELECT hour, orientation, vehicle_class, minutes_covered, crossings, pcu, "
         f"pcu_per_hour, speed_samples, speed_kmh_mean FROM {database}.line_crossings_1h"
@@ -134,6 +136,16 @@ def test_every_emission_and_repeat_collapses_to_the_final_one_and_rolls_up_hourl
             assert mean == pytest.approx(sum(want_speeds) / len(want_speeds), rel=1e-3)
         else:
             assert mean is None
+
+
+def wait_for_hourly_rollup(client: Client, database: str, timeout_s: float = 60) -> None:
+    """line_crossings_1h trails the minute facts by one refresh (every 5 s)."""
+    minutes = f"SELECT count(), sum(crossings) FROM {database}.line_crossings_1m FINAL"
+    hours = f"SELECT sum(minutes_covered), sum(crossings) FROM {database}.line_crossings_1h"
+    deadline = time.monotonic() + timeout_s
+    while client.query(hours).result_rows != client.query(minutes).result_rows:
+        assert time.monotonic() < deadline, "the hourly rollup did not catch up"
+        time.sleep(0.5)
 
 
 def test_zone_occupancy_keeps_the_emission_with_most_frames(client: Client, database: str) -> None:
@@ -193,4 +205,5 @@ def test_0006_refuses_to_recreate_a_line_crossings_table_that_holds_rows(
         "AND table = 'line_crossings_1m'"
     ).result_rows
     assert ("direction", "LowCardinality(String)") in columns
-    assert [n for n, _ in columns] == COLUMNS["line_crossings_1m"]
+    # what the sink writes, and when the row arrived (0012: the warehouse sets it)
+    assert [n for n, _ in columns] == [*COLUMNS["line_crossings_1m"], "loaded_at"]

@@ -290,15 +290,19 @@ def seed_violations_and_events(writer: Client, db: str) -> None:
 
 
 def wait_for_rollups(opendata: Client, timeout_s: float = 60) -> None:
-    """The hourly and daily density rollups are refreshed every 5 s: wait for the seed."""
+    """The hourly and daily density and the hourly flow rollups are refreshed every 5 s:
+    wait for the seed."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         hourly = opendata.query("SELECT count() FROM traffic_density_hourly").result_rows[0][0]
         daily = opendata.query("SELECT count() FROM traffic_density_daily").result_rows[0][0]
-        if hourly == 3 * 3 * 3 + 2 and daily == 3 * 3 + 2:  # + the two minutes outside the day
+        flow = opendata.query("SELECT count() FROM traffic_flow_hourly").result_rows[0][0]
+        # density: + the two minutes outside the day; flow: the registry's two cameras,
+        # two hours, two ways, three classes
+        if hourly == 3 * 3 * 3 + 2 and daily == 3 * 3 + 2 and flow == 2 * 2 * 2 * 3:
             return
         time.sleep(0.5)
-    raise TimeoutError("the density rollups did not refresh")
+    raise TimeoutError("the rollups did not refresh")
 
 
 def info_for(target: Any) -> CatalogInfo:
