@@ -32,6 +32,7 @@ from citycam.demo.progress import (
     render_crossings,
     render_progress,
     render_table,
+    wait_for_rollups,
 )
 from citycam.embedded import ManagedProcess, free_port, running_services
 
@@ -101,6 +102,11 @@ def run_demo(timeout_s: float = 900, superset: bool = True) -> int:
         for render in (render_table, render_crossings, render_alerts):
             console.print(render(client, since))
         console.print(how_to_query(settings))
+        if not wait_for_rollups(client, since):
+            console.print(
+                "[yellow]the hourly rollups are still catching up: the open-data "
+                "export may miss the last minutes; run `citycam export` again later"
+            )
         publish_open_data(settings, since, console)
         if superset:
             serve_dashboards(settings, console)

@@ -6,16 +6,15 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from clickhouse_connect.driver.client import Client
 
 from citycam.cli import load_registry_dimensions
 from citycam.clickhouse import connect
+from citycam.demo.progress import wait_for_rollups
 from tests.integration.pipeline import Pipeline, wait_for_warehouse
 from tests.warehouse.opendata_readback import (
     assert_same_rows,
@@ -40,7 +39,8 @@ def test_export_of_the_pipeline_day_matches_the_warehouse(
         username=settings.warehouse.analyst_username,
         password=settings.warehouse.analyst_password.get_secret_value(),
     )
-    wait_for_hourly_rollup(analyst)
+    since = datetime.now(UTC) - timedelta(days=1)  # the run's day, whatever the clock says
+    assert wait_for_rollups(analyst, since, timeout_s=60), "the rollups did not catch up"
     day = Period.parse("day", datetime.now(UTC).strftime("%Y-%m-%d"), None)
     done = subprocess.run(
         [sys.executable, "-m", "citycam.cli", "export", "--date", day.id, "--to", str(tmp_path)],
@@ -71,15 +71,3 @@ def test_export_of_the_pipeline_day_matches_the_warehouse(
         data = path.read_bytes()
         assert frames_dir.encode() not in data, path.name
         assert not any(frame_id.encode() in data for frame_id in frame_ids), path.name
-
-
-def wait_for_hourly_rollup(analyst: Client, timeout_s: float = 60) -> None:
-    """The hourly rollups trail the minute facts by one refresh (seconds)."""
-    query = (
-        "SELECT (SELECT uniqExact(camera_id) FROM open_data.traffic_density_hourly), "
-        "(SELECT uniqExact(camera_id) FROM open_data.traffic_flow_hourly)"
-    )
-    deadline = time.monotonic() + timeout_s
-    while analyst.query(query).result_rows != [(2, 2)]:
-        assert time.monotonic() < deadline, "the hourly rollups did not catch up"
-        time.sleep(0.5)
