@@ -57,6 +57,7 @@ from schemas import (
 )
 from warehouse.migrate import migrate
 from warehouse.quality import QualityGate
+from warehouse.rollups import wait_for_rollups
 from warehouse.sink import COLUMNS, Rows, Sink, density_rows, detection_rows, tune_gc_for_batches
 
 CLASSES = [("car", 3), ("motorcycle", 4), ("bicycle", 2), ("bus", 6), ("truck", 8), ("person", 1)]
@@ -468,22 +469,11 @@ def load_rollup_data(client: Client, detection_rows_n: int) -> datetime:
     return first
 
 
-def wait_for_rollups(client: Client, timeout_s: float = 600) -> float:
+def rollup_lag_s(client: Client, first: datetime, timeout_s: float = 600) -> float:
     """Seconds until the refreshed hourly and daily rollups hold every minute fact."""
     started = time.perf_counter()
-    density = (
-        "SELECT (SELECT sum(detections) FROM traffic_density_1m FINAL), "
-        "(SELECT sum(detections) FROM traffic_density_1h), "
-        "(SELECT sum(detections) FROM traffic_density_1d)"
-    )
-    flow = (
-        "SELECT (SELECT sum(crossings) FROM line_crossings_1m FINAL), "
-        "(SELECT sum(crossings) FROM line_crossings_1h)"
-    )
-    while any(len(set(client.query(sql).result_rows[0])) > 1 for sql in (density, flow)):
-        if time.perf_counter() - started > timeout_s:
-            raise RuntimeError("the rollups did not catch up with the minute facts")
-        time.sleep(0.5)
+    if not wait_for_rollups(client, first, timeout_s):
+        raise RuntimeError("the rollups did not catch up with the minute facts")
     return time.perf_counter() - started
 
 
@@ -509,7 +499,7 @@ def bench_rollups(services: Services, detection_rows_n: int, repeats: int) -> di
     started = time.perf_counter()
     first = load_rollup_data(client, detection_rows_n)
     load_s = time.perf_counter() - started
-    refresh_s = wait_for_rollups(client)
+    refresh_s = rollup_lag_s(client, first)
     counts = {
         table: int(client.query(f"SELECT count() FROM {table}").result_rows[0][0])
         for table in (

@@ -32,9 +32,9 @@ from citycam.demo.progress import (
     render_crossings,
     render_progress,
     render_table,
-    wait_for_rollups,
 )
 from citycam.embedded import ManagedProcess, free_port, running_services
+from warehouse.rollups import wait_for_rollups
 
 STAGES = ("sink", "streams", "infer", "ingest")  # consumers first, so nothing waits on them
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import urllib.request
 import uuid
 from collections import defaultdict
@@ -188,30 +187,6 @@ def render_table(client: Client, since: datetime) -> Table:
         run_parameters(since),
         title="Traffic density read back from ClickHouse",
     )
-
-
-ROLLUPS_CAUGHT_UP = """
-WITH toStartOfDay({since:DateTime64(3, 'UTC')}) AS first_day
-SELECT
-    (SELECT sum(detections) FROM traffic_density_1m FINAL WHERE window_start >= first_day)
-        = (SELECT sum(detections) FROM traffic_density_1h WHERE hour >= first_day)
-    AND (SELECT sum(detections) FROM traffic_density_1m FINAL WHERE window_start >= first_day)
-        = (SELECT sum(detections) FROM traffic_density_1d WHERE day >= toDate(first_day))
-    AND (SELECT sum(crossings) FROM line_crossings_1m FINAL WHERE window_start >= first_day)
-        = (SELECT sum(crossings) FROM line_crossings_1h WHERE hour >= first_day)
-"""
-
-
-def wait_for_rollups(client: Client, since: datetime, timeout_s: float = 30) -> bool:
-    """Whether the hourly and daily rollups caught up, within `timeout_s`, with every minute
-    fact from `since`'s UTC day on. They trail the minutes by a refresh or two (seconds),
-    and the open-data export reads them."""
-    deadline = time.monotonic() + timeout_s
-    while not client.command(ROLLUPS_CAUGHT_UP, parameters=run_parameters(since)):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.5)
-    return True
 
 
 def render_crossings(client: Client, since: datetime) -> Table:

@@ -14,7 +14,6 @@ import pytest
 
 from citycam.cli import load_registry_dimensions
 from citycam.clickhouse import connect
-from citycam.demo.progress import wait_for_rollups
 from tests.integration.pipeline import Pipeline, wait_for_warehouse
 from tests.warehouse.opendata_readback import (
     assert_same_rows,
@@ -24,6 +23,7 @@ from tests.warehouse.opendata_readback import (
 )
 from warehouse.opendata.datasets import datasets_for
 from warehouse.opendata.periods import Period
+from warehouse.rollups import wait_for_rollups
 
 pytestmark = pytest.mark.integration
 

@@ -5,7 +5,6 @@ duplicates."""
 from __future__ import annotations
 
 import random
-import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable
@@ -17,6 +16,7 @@ from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import DatabaseError
 
 from warehouse.migrate import load_migrations, migrate
+from warehouse.rollups import wait_for_rollups
 from warehouse.sink import COLUMNS
 
 START = datetime(2026, 3, 14, 21, 47, tzinfo=UTC)
@@ -68,7 +68,7 @@ def crossing_row(
 
 
 def test_every_emission_and_repeat_collapses_to_the_final_one_and_rolls_up_hourly(
-    client: Client, database: str
+    client: Client, database: str, connect: Callable[..., Client]
 ) -> None:
     rng = random.Random(6)
     rows: list[list[Any]] = []
@@ -119,7 +119,8 @@ def test_every_emission_and_repeat_collapses_to_the_final_one_and_rolls_up_hourl
         acc[1] += n
         acc[2] += n * PCU[vehicle_class]
         acc[3].extend(speeds)
-    wait_for_hourly_rollup(client, database)
+    # line_crossings_1h trails the minute facts by one refresh (every 5 s)
+    assert wait_for_rollups(connect(database=database), START, timeout_s=60)
     hourly = client.query(
         "SELECT hour, orientation, vehicle_class, minutes_covered, crossings, pcu, "
         f"pcu_per_hour, speed_samples, speed_kmh_mean FROM {database}.line_crossings_1h"
@@ -136,16 +137,6 @@ def test_every_emission_and_repeat_collapses_to_the_final_one_and_rolls_up_hourl
             assert mean == pytest.approx(sum(want_speeds) / len(want_speeds), rel=1e-3)
         else:
             assert mean is None
-
-
-def wait_for_hourly_rollup(client: Client, database: str, timeout_s: float = 60) -> None:
-    """line_crossings_1h trails the minute facts by one refresh (every 5 s)."""
-    minutes = f"SELECT count(), sum(crossings) FROM {database}.line_crossings_1m FINAL"
-    hours = f"SELECT sum(minutes_covered), sum(crossings) FROM {database}.line_crossings_1h"
-    deadline = time.monotonic() + timeout_s
-    while client.query(hours).result_rows != client.query(minutes).result_rows:
-        assert time.monotonic() < deadline, "the hourly rollup did not catch up"
-        time.sleep(0.5)
 
 
 def test_zone_occupancy_keeps_the_emission_with_most_frames(client: Client, database: str) -> None:
