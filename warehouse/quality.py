@@ -156,6 +156,21 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
+def _times_in_utc(frame: Any) -> Any:
+    """Columns of aware datetimes as UTC times, however each value's zone is written.
+
+    pandas makes a time column only of values with one and the same tzinfo; anything else
+    (UTC from two libraries, a producer's +07:00) stays a column of objects, on which
+    every time expression fails, and a whole batch was quarantined for it."""
+    import pandas as pd
+
+    for column in frame.columns[frame.dtypes == object]:
+        values = frame[column].dropna()
+        if len(values) and isinstance(values.iloc[0], datetime):
+            frame[column] = pd.to_datetime(frame[column], utc=True)
+    return frame
+
+
 def _raised(exception_info: Any) -> bool:
     """Whether a validation result records an exception (GE nests it per metric at times)."""
     if not isinstance(exception_info, dict):
@@ -383,7 +398,7 @@ class QualityGate:
             for i in everyone:
                 failures.setdefault(i, []).append(name)
 
-        frame = pd.DataFrame([list(r) for r in rows], columns=list(columns))
+        frame = _times_in_utc(pd.DataFrame([list(r) for r in rows], columns=list(columns)))
         now_column = pd.Series(pd.Timestamp(now), index=frame.index)
         for name, expression in suite.derived.items():
             try:

@@ -6,13 +6,14 @@ import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
 from clickhouse_connect.driver.client import Client
 from prometheus_client import REGISTRY
+from pydantic_core import TzInfo
 
 from warehouse.migrate import migrate
 from warehouse.quality import (
@@ -209,6 +210,19 @@ def test_frames_suite(gate: QualityGate) -> None:
     assert violated == row_level_names("frames") - {
         NOT_NULL.format(c) for c in FRAMES if c != "frame_id"
     }
+
+
+def test_times_validate_whatever_zone_object_or_offset_they_carry(gate: QualityGate) -> None:
+    """pydantic, msgspec and producers in local time each give aware times of their own."""
+    hanoi = timezone(timedelta(hours=7))
+    rows = [
+        frame(),  # datetime.UTC
+        frame(captured_at=START.replace(tzinfo=TzInfo(0)), inferred_at=NOW.astimezone(hanoi)),
+        frame(captured_at=START.astimezone(hanoi), inferred_at=START - timedelta(minutes=2)),
+    ]
+    valid, quarantined = gate.split("frames", rows, FRAMES)
+    assert valid == rows[:2]
+    assert [q.failed_expectations for q in quarantined] == [(BETWEEN.format("inference_lag_s"),)]
 
 
 def test_a_5000_row_batch_splits_correctly(gate: QualityGate) -> None:
