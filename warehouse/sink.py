@@ -445,7 +445,9 @@ class Batch:
     # per table, the message each row came from (quarantined rows name their source)
     sources: dict[str, list[Message]] = field(default_factory=lambda: {t: [] for t in COLUMNS})
     messages: list[Message] = field(default_factory=list)
-    opened_at: float = field(default_factory=time.monotonic)
+    # when its first message was read: a batch's age counts from there, as Kafka's linger
+    # does, so the first batch after an idle spell (or a group join) is not closed at once
+    opened_at: float = 0.0
     _digest: str | None = field(default=None, init=False, repr=False)
 
     def token(self, table: str) -> str:
@@ -464,6 +466,8 @@ class Batch:
         return hashlib.sha256(f"{table}|{self._digest}".encode()).hexdigest()
 
     def add(self, message: Message, rows: Rows) -> None:
+        if not self.messages:
+            self.opened_at = time.monotonic()
         self.messages.append(message)
         for table, table_rows in rows.items():
             self.rows[table].extend(table_rows)
@@ -649,7 +653,7 @@ class Sink:
             else:
                 SINK_DEAD_LETTERS.inc()
                 self.dead_letters.send(message, exc.reason)
-            batch.messages.append(message)  # refused is handled: its offset may move on
+            batch.add(message, {})  # refused is handled: its offset may move on
             return
         batch.add(message, route.to_rows(event))
 

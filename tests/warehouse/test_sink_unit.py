@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -414,6 +415,31 @@ def test_reading_goes_on_while_a_batch_is_stored_and_batches_commit_in_order() -
     assert committed == sorted(committed) and committed[0] == 1 and committed[-1] == 6
     assert len(consumer.commits) == len(client.batches)  # one commit per stored batch
     assert sink.messages_committed == 6 and consumer.closed
+
+
+def test_a_batch_ages_from_its_first_message_not_from_an_idle_spell_before_it() -> None:
+    class IdleFirst(ScriptedConsumer):
+        """Nothing for `idle_s` (a quiet street, a group join), then messages at once."""
+
+        idle_s = 1.0
+
+        def consume(self, n: int, timeout: float) -> list[FakeMessage]:
+            if not hasattr(self, "started"):
+                self.started = time.monotonic()
+            if time.monotonic() - self.started < self.idle_s:
+                time.sleep(0.01)
+                return []
+            return super().consume(n, timeout)
+
+    log: list[str] = []
+    stop = threading.Event()
+    consumer = IdleFirst(messages=5, release_at=0, stop=stop)
+    client = HeldClient(consumer.released, log)
+    sink, _ = make_sink(client, log)
+    sink.consumer = consumer  # type: ignore[assignment]
+    sink.batch_rows, sink.batch_s = 1000, 0.8  # shorter than the idle spell
+    sink.run(stop)
+    assert client.batches == [5]  # not [1, 4]: the first message found a batch already "old"
 
 
 def test_a_failed_store_stops_the_run_with_its_error_and_commits_nothing_of_it() -> None:
