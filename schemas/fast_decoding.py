@@ -199,7 +199,8 @@ def _only_pattern(item: Any) -> bool:
 def _python_pattern(pattern: str) -> str:
     """The pattern for Python's `re` as pydantic's Rust engine reads it: a final `$` ends the
     text there, where in Python it also matches before a trailing newline."""
-    if pattern.endswith("$") and not pattern.endswith("\\$"):
+    escapes = len(pattern[:-1]) - len(pattern[:-1].rstrip("\\"))
+    if pattern.endswith("$") and escapes % 2 == 0:  # `\\$` ends too, `\$` is a dollar
         return pattern[:-1] + r"\Z"
     return pattern
 

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from pydantic import BaseModel, ConfigDict
 
 from schemas import CONTRACTS, ContractError, Event, FrameDetections
-from schemas.fast_decoding import FastDecoder, derived_struct
+from schemas.fast_decoding import FastDecoder, _python_pattern, derived_struct
 
 EXAMPLES = Path(__file__).parents[2] / "schemas" / "examples"
 DECODERS = {contract: FastDecoder(contract) for contract in CONTRACTS}
@@ -216,6 +216,21 @@ def test_refusals_go_to_pydantic(
         assert refused.value.reason == by_pydantic.value.reason
     else:
         assert isinstance(decoder.decode(payload), FrameDetections)
+
+
+def test_a_repeated_key_is_read_as_pydantic_reads_it() -> None:
+    text = orjson.dumps(golden(FrameDetections)).decode()
+    payload = (text[:-1] + ',"camera_id":"other-cam"}').encode()
+    fast, model = verdicts(FrameDetections, payload)
+    assert fast is not None and model is not None and fast.camera_id == model.camera_id
+
+
+@pytest.mark.parametrize(
+    ("pattern", "python"),
+    [("^a$", r"^a\Z"), (r"^a\$", r"^a\$"), ("^a\\\\$", "^a\\\\\\Z"), ("^a", "^a")],
+)
+def test_a_final_dollar_anchors_at_the_very_end_as_in_rust(pattern: str, python: str) -> None:
+    assert _python_pattern(pattern) == python
 
 
 def test_model_validators_run_on_the_derived_records() -> None:
