@@ -164,7 +164,7 @@ def _times_in_utc(frame: Any) -> Any:
     every time expression fails, and a whole batch was quarantined for it."""
     import pandas as pd
 
-    for column in frame.columns[frame.dtypes == object]:
+    for column in frame.select_dtypes(include="object").columns:
         values = frame[column].dropna()
         if len(values) and isinstance(values.iloc[0], datetime):
             frame[column] = pd.to_datetime(frame[column], utc=True)
