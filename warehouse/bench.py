@@ -12,7 +12,9 @@ free ports in a temporary folder. Each figure comes with a baseline measured in 
   seconds each side used per process, which say how far more cores could take the ratio.
   With `--sinks N` (default: one per two CPUs beyond two, at most 8) that many sink
   processes share the topics' partitions in one consumer group, as replicas of `citycam
-  sink` do in a deployment; each has its own validation process.
+  sink` do in a deployment; each has its own validation process. The frames published grow
+  with N (20,000 per sink by default): a sink with a small backlog would measure its batches'
+  linger (`batch_s`), not its throughput.
 - rollups: >= 10M synthetic detection rows (50 cameras, 7 days, a frame every 30 s) and the
   per-minute facts derived from them by SQL (density, and crossings of one counting line per
   camera), so the hourly and daily rollups fill through their materialized views as in
@@ -64,6 +66,7 @@ CLASSES = [("car", 3), ("motorcycle", 4), ("bicycle", 2), ("bus", 6), ("truck", 
 ROLLUP_CAMERAS = 50
 ROLLUP_DAYS = 7
 FRAME_EVERY_S = 30
+FRAMES_PER_SINK = 20_000
 
 
 @dataclass
@@ -573,7 +576,12 @@ def default_sinks() -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--frames", type=int, default=20_000, help="FrameDetections for the sink")
+    parser.add_argument(
+        "--frames",
+        type=int,
+        help="FrameDetections for the sink (default: 20,000 per sink process, so that each has "
+        "a backlog of its own well beyond one batch and its linger)",
+    )
     parser.add_argument("--detection-rows", type=int, default=10_000_000)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--batch-rows", type=int, help="sink batch size (default: configured)")
@@ -592,7 +600,8 @@ def main(argv: list[str] | None = None) -> int:
             settings.batch_rows = args.batch_rows
         results: dict[str, Any] = {"benchmark": "warehouse", "environment": environment()}
         if args.only in (None, "sink"):
-            results["sink"] = bench_sink(services, args.frames, settings, args.sinks)
+            frames = args.frames or FRAMES_PER_SINK * args.sinks
+            results["sink"] = bench_sink(services, frames, settings, args.sinks)
         if args.only in (None, "rollups"):
             results["rollups"] = bench_rollups(services, args.detection_rows, args.repeats)
     args.out.parent.mkdir(parents=True, exist_ok=True)
