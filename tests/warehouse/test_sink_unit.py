@@ -129,6 +129,15 @@ def test_detection_rows_match_table_columns() -> None:
     assert (box["det_index"], box["class_name"], box["x2"]) == (1, "person", 170)
 
 
+@pytest.mark.parametrize("route", sink_module.ROUTES, ids=lambda r: r.topic.name)
+def test_a_routes_fast_record_makes_the_rows_its_model_makes(route: sink_module.Route) -> None:
+    schema = route.topic.schema
+    payload = example(f"{schema.SCHEMA_NAME}-{schema.SCHEMA_VERSION}.json")
+    record = route.decoder.decode_fast(payload)
+    assert record is not None and not isinstance(record, schema)
+    assert route.to_rows(record) == route.to_rows(schema.from_bytes(payload))
+
+
 def test_riders_are_stored_with_their_vehicle() -> None:
     event = FrameDetections.from_bytes(example("frame_detections-1-1-0.json"))
     boxes = [
