@@ -73,10 +73,10 @@ INSERT_RETRIES = Counter("citycam_sink_insert_retries", "Failed insert attempts"
 SINK_DEAD_LETTERS = Counter("citycam_sink_dead_letters", "Messages refused")
 STAGE_SECONDS = Counter(
     "citycam_sink_stage_seconds",
-    "Time spent per stage (the writer's quality and insert overlap the others): fetch "
-    "(waiting for messages), read (contract check, rows), wait (for the writer to store the "
-    "batch before), quality (expectation "
-    "suites), insert (including retries), commit (dead letters flushed, offsets committed)",
+    "Time spent per stage (the writer's quality and insert overlap the reading and each "
+    "other): fetch (waiting for messages), read (contract check, rows), wait (for the writer "
+    "to store the batch before), quality (expectation suites), insert (including retries), "
+    "commit (dead letters flushed, offsets committed)",
     ["stage"],
 )
 STAGES = ("fetch", "read", "wait", "quality", "insert", "commit")
@@ -666,14 +666,30 @@ class Sink:
         """Validate, then insert every table's rows, retrying until done.
 
         Validation runs once, before the retry loop: every attempt inserts the same rows, so
-        the deduplication token stays truthful. A client-side error (rows that do not fit the
-        table) is a bug that retrying cannot fix: it stops the sink, offsets uncommitted.
+        the deduplication token stays truthful. Tables without a suite (detections: most of
+        the rows) are inserted while the others are validated, which the isolated gate does
+        in its own process. A client-side error (rows that do not fit the table) is a bug
+        that retrying cannot fix: it stops the sink, offsets uncommitted.
         """
-        if self.gate is not None:
-            with self._timed("quality"):
-                batch.hold_back(self.gate)
+        checked = self.gate.tables() & batch.rows.keys() if self.gate is not None else set()
+        unchecked = [t for t in batch.rows if t not in checked and t != "quarantine"]
+        with ThreadPoolExecutor(1, thread_name_prefix="sink-quality") as checker:
+            checking = checker.submit(self._check, batch) if checked else None
+            with self._timed("insert"):
+                self._insert_retrying(batch, unchecked, stop_event)
+            if checking is not None:
+                checking.result()
         with self._timed("insert"):
-            self._insert_retrying(batch, stop_event)
+            self._insert_retrying(batch, [*sorted(checked), "quarantine"], stop_event)
+        if self.gate is not None:
+            for table, table_rows in batch.rows.items():
+                if table != "quarantine":
+                    self.gate.record_loaded(table, len(table_rows))
+
+    def _check(self, batch: Batch) -> None:
+        assert self.gate is not None
+        with self._timed("quality"):
+            batch.hold_back(self.gate)
 
     def commit(self, batch: Batch) -> None:
         """Move the offsets past a stored batch (dead letters acknowledged first)."""
@@ -692,11 +708,13 @@ class Sink:
             self.stage_seconds[stage] += elapsed
             STAGE_SECONDS.labels(stage).inc(elapsed)
 
-    def _insert_retrying(self, batch: Batch, stop_event: threading.Event) -> None:
+    def _insert_retrying(
+        self, batch: Batch, tables: list[str], stop_event: threading.Event
+    ) -> None:
         attempt = 0
         while True:
             try:
-                self._insert_all(batch)
+                self._insert_all(batch, tables)
                 break
             except (ProgrammingError, DataError):
                 raise
@@ -718,23 +736,19 @@ class Sink:
                         "the batch stays uncommitted and will be re-delivered"
                     ) from exc
 
-    def _insert_all(self, batch: Batch) -> None:
+    def _insert_all(self, batch: Batch, tables: list[str]) -> None:
         client = self._client or self._client_factory()
         self._client = client
-        for table, table_rows in batch.rows.items():
-            if table_rows:
+        for table in tables:
+            if batch.rows[table]:
                 self._inserting = table
                 client.insert(
                     table,
-                    table_rows,
+                    batch.rows[table],
                     column_names=COLUMNS[table],
                     settings={"insert_deduplication_token": batch.token(table)},
                 )
-                ROWS_WRITTEN.labels(table).inc(len(table_rows))
-        if self.gate is not None:
-            for table, table_rows in batch.rows.items():
-                if table != "quarantine":
-                    self.gate.record_loaded(table, len(table_rows))
+                ROWS_WRITTEN.labels(table).inc(len(batch.rows[table]))
 
 
 def _partition_list(partitions: list[TopicPartition]) -> str:

@@ -289,6 +289,41 @@ def test_rows_failing_their_suite_are_quarantined_with_their_source_and_the_rest
     assert consumer.commits == [[(TRAFFIC_DENSITY_TOPIC.name, 0, 3)]]  # bad row handled too
 
 
+def test_tables_without_a_suite_are_inserted_while_the_others_are_validated() -> None:
+    log: list[str] = []
+    client = FlakyClient(0, log)
+    sink, consumer = make_sink(client, log)
+
+    class DetectionsFirstGate:
+        """A suite for density only, whose check waits until detections were inserted."""
+
+        def tables(self) -> set[str]:
+            return {"traffic_density_1m"}
+
+        def split(self, table: str, rows: list[Any], columns: list[str]) -> tuple[list, list]:
+            deadline = time.monotonic() + 10
+            while "insert detections" not in log and time.monotonic() < deadline:
+                time.sleep(0.001)
+            log.append(f"checked {table}")
+            return rows, []
+
+        def record_loaded(self, table: str, rows: int) -> None:
+            log.append(f"loaded {table} {rows}")
+
+    sink.gate = DetectionsFirstGate()  # type: ignore[assignment]
+    batch = Batch()
+    frame = example("frame_detections-1-0-0.json")
+    sink._accept(batch, FakeMessage(DETECTIONS_TOPIC.name, frame, 0))  # type: ignore[arg-type]
+    fact = example("traffic_density-1-0-0.json")
+    sink._accept(batch, FakeMessage(TRAFFIC_DENSITY_TOPIC.name, fact, 0))  # type: ignore[arg-type]
+    sink.write(batch, threading.Event())
+    inserts = [entry for entry in log if entry.startswith(("insert", "checked"))]
+    assert inserts.index("insert detections") < inserts.index("checked traffic_density_1m")
+    assert inserts[-1] == "insert traffic_density_1m"  # only once checked
+    assert "loaded traffic_density_1m 1" in log and log[-1] == "flush"
+    assert len(consumer.commits) == 1
+
+
 def test_a_client_side_error_stops_the_sink_instead_of_retrying() -> None:
     from clickhouse_connect.driver.exceptions import ProgrammingError
 
