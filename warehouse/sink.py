@@ -502,6 +502,10 @@ class Sink:
         settings: SinkSettings,
         gate: QualityGate | None = None,
     ) -> None:
+        # clickhouse-connect imports pandas at its first insert (to tell data frames from
+        # rows), ~0.5 s of CPU: spent at start-up rather than by the first batch
+        import pandas  # noqa: F401
+
         self._inserting = ""
         self.gate = gate
         self._client_factory = client_factory
@@ -544,11 +548,6 @@ class Sink:
             on_lost=self._on_lost,
         )
         try:
-            # clickhouse-connect imports pandas at the first insert (to tell data frames from
-            # rows), ~0.5 s of CPU: spent here, while the consumer joins its group, rather
-            # than by the first batch
-            import pandas  # noqa: F401
-
             if self.gate is not None:
                 # an isolated gate loads while the consumer joins its group (seconds each);
                 # a broken suite stops the sink here, before anything is consumed
