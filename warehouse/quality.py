@@ -29,9 +29,12 @@ untouched and are not counted as validated; `record_loaded` counts any table it 
 great-expectations takes ~3 s to import, so it is imported when a gate is created; create one
 gate per process and reuse it (the context, data source, batch and validation definitions are
 built once). A validation run costs ~20 ms per expectation whatever the batch size (GE builds
-its metric graph each run), all of it Python holding the GIL: `QualityGate(isolated=True)`,
-as the sink uses it, runs great-expectations in a child process of its own (which ends with
-its parent), so the caller keeps reading while a batch is validated.
+its metric graph each run). So each batch gets a pass/fail run first (`BOOLEAN_ONLY`, ~35%
+cheaper), and the run that says which rows failed what only if something failed
+(`citycam_quality_validation_runs_total` counts both). All of it is Python holding the GIL:
+`QualityGate(isolated=True)`, as the sink uses it, runs great-expectations in a child process
+of its own (which ends with its parent), so the caller keeps reading while a batch is
+validated.
 """
 
 from __future__ import annotations
@@ -82,6 +85,13 @@ VALIDATION_SECONDS = Histogram(
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 
+VALIDATION_RUNS = Counter(
+    "citycam_quality_validation_runs",
+    "great-expectations runs by result format: BOOLEAN_ONLY for every batch, COMPLETE (which "
+    "rows failed what) only for a batch that failed something",
+    ["table", "result_format"],
+)
+
 QUARANTINE_COLUMNS = [
     "table_name",
     "failed_expectations",
@@ -112,6 +122,7 @@ class Verdict:
 
     failed_rows: dict[int, tuple[str, ...]]  # row index -> expectations failed, suite order
     failed_table_expectations: list[tuple[str, Any]]  # (expectation, observed value)
+    result_formats: tuple[str, ...] = ()  # of the great-expectations runs it took
 
 
 def quarantine_row(
@@ -332,6 +343,8 @@ class QualityGate:
         else:
             verdict = self.verdict(table, rows, columns, self._clock())
         VALIDATION_SECONDS.labels(table).observe(time.perf_counter() - started)
+        for result_format in verdict.result_formats:
+            VALIDATION_RUNS.labels(table, result_format).inc()
         for name, observed in verdict.failed_table_expectations:
             TABLE_FAILURES.labels(table, name).inc()
             log.warning(
@@ -374,7 +387,7 @@ class QualityGate:
         if clash:
             raise ValueError(f"{table}: columns {sorted(clash)} clash with derived columns")
         with self._lock:
-            failures, table_failures = self._failures(suite, rows, columns, now)
+            failures, table_failures, runs = self._failures(suite, rows, columns, now)
         order = {name: i for i, name in enumerate(suite.names)}
         return Verdict(
             failed_rows={
@@ -382,11 +395,12 @@ class QualityGate:
                 for i, names in failures.items()
             },
             failed_table_expectations=table_failures,
+            result_formats=runs,
         )
 
     def _failures(
         self, suite: _Suite, rows: Sequence[Sequence[Any]], columns: Sequence[str], now: datetime
-    ) -> tuple[dict[int, list[str]], list[tuple[str, Any]]]:
+    ) -> tuple[dict[int, list[str]], list[tuple[str, Any]], tuple[str, ...]]:
         import pandas as pd
         from pandas.errors import UndefinedVariableError
 
@@ -412,10 +426,14 @@ class QualityGate:
                 fail_all(f"derived_column({name}): error")
         frame[ROW_NUMBER_COLUMN] = everyone
 
-        result = suite.validation.run(
-            batch_parameters={"dataframe": frame},
-            expectation_parameters=suite.parameters,
-            result_format={
+        if self._run(suite, frame, {"result_format": "BOOLEAN_ONLY"}).success:
+            return failures, table_failures, ("BOOLEAN_ONLY",)
+        # something failed: run again for the rows and values (a clean batch, the common
+        # case, costs ~35% less without them)
+        result = self._run(
+            suite,
+            frame,
+            {
                 "result_format": "COMPLETE",
                 "unexpected_index_column_names": [ROW_NUMBER_COLUMN],
                 "return_unexpected_index_query": False,
@@ -442,7 +460,15 @@ class QualityGate:
             for entry in unexpected:
                 index = entry[ROW_NUMBER_COLUMN] if isinstance(entry, dict) else entry
                 failures.setdefault(int(index), []).append(name)
-        return failures, table_failures
+        return failures, table_failures, ("BOOLEAN_ONLY", "COMPLETE")
+
+    @staticmethod
+    def _run(suite: _Suite, frame: Any, result_format: dict[str, Any]) -> Any:
+        return suite.validation.run(
+            batch_parameters={"dataframe": frame},
+            expectation_parameters=suite.parameters,
+            result_format=result_format,
+        )
 
 
 # -- validation in a process of its own --------------------------------------------------------

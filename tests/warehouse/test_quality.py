@@ -281,6 +281,23 @@ def test_metrics_count_validated_quarantined_and_loaded(gate: QualityGate) -> No
     assert (REGISTRY.get_sample_value(failures, labels) or 0.0) - failures_before == 2
 
 
+def runs(result_format: str) -> float:
+    """great-expectations runs over traffic_density_1m batches, counted in this process."""
+    labels = {"table": "traffic_density_1m", "result_format": result_format}
+    return REGISTRY.get_sample_value("citycam_quality_validation_runs_total", labels) or 0.0
+
+
+def test_only_a_batch_that_failed_something_is_validated_again_in_detail(
+    gate: QualityGate,
+) -> None:
+    before = (runs("BOOLEAN_ONLY"), runs("COMPLETE"))
+    assert gate.split("traffic_density_1m", [density(), density()], DENSITY)[1] == []
+    assert (runs("BOOLEAN_ONLY"), runs("COMPLETE")) == (before[0] + 1, before[1])
+    _, quarantined = gate.split("traffic_density_1m", [density(), density(frames=0)], DENSITY)
+    assert [q.index for q in quarantined] == [1]
+    assert (runs("BOOLEAN_ONLY"), runs("COMPLETE")) == (before[0] + 2, before[1] + 1)
+
+
 def test_suites_in_the_repo_are_ge_suites_as_ge_writes_them() -> None:
     from great_expectations.core.expectation_suite import (
         ExpectationSuite,
@@ -428,9 +445,11 @@ def test_an_isolated_gate_splits_as_the_gate_in_this_process(gate: QualityGate) 
     try:
         rows = [bad for bad, _ in BAD_DENSITY] + [density(camera_id="cam-9")]
         assert isolated.tables() == gate.tables()
+        before = runs("COMPLETE")
         assert isolated.split("traffic_density_1m", rows, DENSITY) == gate.split(
             "traffic_density_1m", rows, DENSITY
         )
+        assert runs("COMPLETE") == before + 2  # the child's runs are counted here too
         with pytest.raises(ValueError, match="the suite needs columns"):
             isolated.split("traffic_density_1m", [r[:-1] for r in rows], DENSITY[:-1])
     finally:
