@@ -201,11 +201,7 @@ def test_every_dashboard_renders_in_chromium(superset: Deployed) -> None:
             ),
         )
         page = context.new_page()
-        page.goto(f"{base_url}/login/")
-        page.fill("input#username", superset.login.username)
-        page.fill("input#password", superset.login.password)
-        page.click("button[type=submit]")
-        page.wait_for_url(lambda url: "/login" not in url, timeout=60_000)
+        log_in(page, superset.login)
         seen = {}
         for dashboard in dashboards:
             watch = PageWatch(base_url)
@@ -225,6 +221,25 @@ def test_every_dashboard_renders_in_chromium(superset: Deployed) -> None:
     # The pipeline filled the density, health and alert tables: no chart is left empty.
     for slug, (watch, _) in seen.items():
         assert all(rows > 0 for rows in watch.chart_rows), (slug, watch.chart_rows)
+
+
+def log_in(page: Any, login: SupersetLogin, attempts: int = 3) -> None:
+    """Superset's login form is drawn by React. Once, under load, the form came back after
+    submit, as if the fields had been filled before it mounted: so fill it once the page has
+    settled, and submit again if it does come back. A login that never works still fails."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    for _ in range(attempts):
+        page.goto(f"{login.url}/login/", wait_until="networkidle")
+        page.fill("input#username", login.username)
+        page.fill("input#password", login.password)
+        page.click("button[type=submit]")
+        try:
+            page.wait_for_url(lambda url: "/login" not in url, timeout=30_000)
+            return
+        except PlaywrightTimeout:
+            continue
+    raise AssertionError(f"could not log in to Superset as {login.username} in {attempts} tries")
 
 
 def wait_for_charts(page: Any, dashboard: dict[str, Any]) -> int:
