@@ -13,8 +13,10 @@ free ports in a temporary folder. Each figure comes with a baseline measured in 
   With `--sinks N` (default: one per two CPUs beyond two, at most 8) that many sink
   processes share the topics' partitions in one consumer group, as replicas of `citycam
   sink` do in a deployment; each has its own validation process. The frames published grow
-  with N (20,000 per sink by default): a sink with a small backlog would measure its batches'
-  linger (`batch_s`), not its throughput.
+  with N: by default five full batches per sink (100,000 frames at 20,000 messages a batch).
+  That is a sustained rate, with the reading of each batch overlapping the storing of the one
+  before; a backlog of one batch would measure one batch's read-then-store latency instead,
+  and a small one its linger (`batch_s`).
 - rollups: >= 10M synthetic detection rows (50 cameras, 7 days, a frame every 30 s) and the
   per-minute facts derived from them by SQL (density, and crossings of one counting line per
   camera), so the hourly and daily rollups fill through their materialized views as in
@@ -66,7 +68,7 @@ CLASSES = [("car", 3), ("motorcycle", 4), ("bicycle", 2), ("bus", 6), ("truck", 
 ROLLUP_CAMERAS = 50
 ROLLUP_DAYS = 7
 FRAME_EVERY_S = 30
-FRAMES_PER_SINK = 20_000
+BATCHES_PER_SINK = 5
 
 
 @dataclass
@@ -120,11 +122,12 @@ def cpu_since(pids: dict[str, int], before: dict[str, float]) -> dict[str, float
 # -- sink throughput ---------------------------------------------------------------------------
 
 
-def synthetic_frames(n: int, cameras: int = 20, seed: int = 1) -> list[FrameDetections]:
-    """Frames of busy streets: 0-20 boxes each (mean ~10), riders on some motorbikes."""
+def synthetic_frames(n: int, cameras: int = 20, seed: int = 1) -> Iterator[FrameDetections]:
+    """Frames of busy streets: 0-20 boxes each (mean ~10), riders on some motorbikes.
+
+    Made one at a time: a backlog of several batches per sink process is millions of boxes."""
     rng = random.Random(seed)
     start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
-    events = []
     for i in range(n):
         camera = f"bench-cam-{i % cameras:02d}"
         captured = start + timedelta(seconds=(i // cameras) * 0.5)
@@ -142,63 +145,86 @@ def synthetic_frames(n: int, cameras: int = 20, seed: int = 1) -> list[FrameDete
                     track_id=i * 100 + k,
                 )
             )
-        events.append(
-            FrameDetections(
-                camera_id=camera,
-                frame_id=f"{camera}-{i}",
-                captured_at=captured,
-                frame_uri=f"file:///frames/{camera}/{i}.jpg",
-                width=1920,
-                height=1080,
-                model_name="bench",
-                model_version="1",
-                inferred_at=captured + timedelta(seconds=1),
-                detections=tuple(boxes),
-            )
+        yield FrameDetections(
+            camera_id=camera,
+            frame_id=f"{camera}-{i}",
+            captured_at=captured,
+            frame_uri=f"file:///frames/{camera}/{i}.jpg",
+            width=1920,
+            height=1080,
+            model_name="bench",
+            model_version="1",
+            inferred_at=captured + timedelta(seconds=1),
+            detections=tuple(boxes),
         )
-    return events
 
 
-def density_facts(frames: list[FrameDetections]) -> list[TrafficDensity]:
-    """One fact per camera, minute and class, as the streams job would emit at the end."""
-    windows: dict[tuple[str, datetime, str], list[int]] = {}
-    frames_in: dict[tuple[str, datetime], int] = {}
-    for event in frames:
+class DensityWindows:
+    """Counts of frames as they go by, per camera, minute and vehicle class: the density facts
+    the streams job would emit at the end."""
+
+    VEHICLES = ("car", "motorcycle", "bicycle", "bus", "truck")
+    VEHICLE_CLASS = {"motorcycle": "motorbike"}
+
+    def __init__(self) -> None:
+        self.boxes: dict[tuple[str, datetime, str], list[int]] = {}  # boxes, peak in one frame
+        self.frames: dict[tuple[str, datetime], int] = {}
+
+    def add(self, event: FrameDetections) -> None:
         minute = event.captured_at.replace(second=0, microsecond=0)
-        frames_in[(event.camera_id, minute)] = frames_in.get((event.camera_id, minute), 0) + 1
+        self.frames[(event.camera_id, minute)] = self.frames.get((event.camera_id, minute), 0) + 1
         counts: dict[str, int] = {}
         for d in event.detections:
             counts[d.class_name] = counts.get(d.class_name, 0) + 1
-        for name in ("car", "motorcycle", "bicycle", "bus", "truck"):
-            totals = windows.setdefault((event.camera_id, minute, name), [0, 0])
+        for name in self.VEHICLES:
+            totals = self.boxes.setdefault((event.camera_id, minute, name), [0, 0])
             totals[0] += counts.get(name, 0)
             totals[1] = max(totals[1], counts.get(name, 0))
-    vehicle_class = {"motorcycle": "motorbike"}
-    return [
-        TrafficDensity(
-            camera_id=camera,
-            window_start=minute,
-            window_end=minute + timedelta(minutes=1),
-            vehicle_class=vehicle_class.get(name, name),
-            frames=frames_in[(camera, minute)],
-            detections=boxes,
-            mean_in_view=boxes / frames_in[(camera, minute)],
-            max_in_view=peak,
-            pcu_factor=1.0,
-            pcu=float(boxes),
-            pcu_version="bench",
-            emitted_at=minute + timedelta(minutes=1),
-        )
-        for (camera, minute, name), (boxes, peak) in windows.items()
-    ]
+
+    def facts(self) -> list[TrafficDensity]:
+        return [
+            TrafficDensity(
+                camera_id=camera,
+                window_start=minute,
+                window_end=minute + timedelta(minutes=1),
+                vehicle_class=self.VEHICLE_CLASS.get(name, name),
+                frames=self.frames[(camera, minute)],
+                detections=boxes,
+                mean_in_view=boxes / self.frames[(camera, minute)],
+                max_in_view=peak,
+                pcu_factor=1.0,
+                pcu=float(boxes),
+                pcu_version="bench",
+                emitted_at=minute + timedelta(minutes=1),
+            )
+            for (camera, minute, name), (boxes, peak) in self.boxes.items()
+        ]
 
 
-def all_rows(frames: list[FrameDetections], facts: list[TrafficDensity]) -> Rows:
+def publish_workload(kafka: KafkaSettings, frames_n: int) -> tuple[Rows, int]:
+    """Publish `frames_n` synthetic frames, then their density facts; return the rows they
+    make (what the direct insert gets) and the number of messages. Only the rows are kept."""
+    ensure_topics(kafka, TOPICS)
+    producer = EventProducer(kafka, client_id="bench-publisher")
     rows: Rows = {table: [] for table in COLUMNS}
-    for part in [*map(detection_rows, frames), *map(density_rows, facts)]:
-        for table, table_rows in part.items():
-            rows[table].extend(table_rows)
-    return rows
+    windows = DensityWindows()
+    messages = 0
+    for event in synthetic_frames(frames_n):
+        producer.publish(DETECTIONS_TOPIC, event.camera_id, event)
+        windows.add(event)
+        extend_rows(rows, detection_rows(event))
+        messages += 1
+    for fact in windows.facts():
+        producer.publish(TRAFFIC_DENSITY_TOPIC, fact.camera_id, fact)
+        extend_rows(rows, density_rows(fact))
+        messages += 1
+    producer.flush()
+    return rows, messages
+
+
+def extend_rows(rows: Rows, more: Rows) -> None:
+    for table, table_rows in more.items():
+        rows[table].extend(table_rows)
 
 
 def direct_insert(services: Services, rows: Rows, database: str) -> tuple[float, dict[str, float]]:
@@ -301,24 +327,14 @@ def run_sinks(
 def bench_sink(
     services: Services, frames_n: int, settings: SinkSettings, replicas: int = 1
 ) -> dict[str, Any]:
-    frames = synthetic_frames(frames_n)
-    facts = density_facts(frames)
-    rows = all_rows(frames, facts)
+    rows, messages = publish_workload(services.kafka, frames_n)
     total_rows = sum(len(r) for r in rows.values())
-    ensure_topics(services.kafka, TOPICS)
-    producer = EventProducer(services.kafka, client_id="bench-publisher")
-    for event in frames:
-        producer.publish(DETECTIONS_TOPIC, event.camera_id, event)
-    for fact in facts:
-        producer.publish(TRAFFIC_DENSITY_TOPIC, fact.camera_id, fact)
-    producer.flush()
-    print(f"sink: {len(frames)} frames + {len(facts)} facts published = {total_rows} rows")
+    print(f"sink: {frames_n} frames + {messages - frames_n} facts published = {total_rows} rows")
 
     direct, direct_cpu = min(
         (direct_insert(services, rows, f"bench_direct_{i}") for i in range(2)), key=lambda r: r[0]
     )
-    messages = len(frames) + len(facts)
-    del frames, facts, rows  # free the memory before the sinks start
+    del rows  # free the memory before the sinks start
     loaded, sink_cpu, stages, shares = run_sinks(
         services, messages, "bench_sink", settings, replicas
     )
@@ -348,6 +364,7 @@ def bench_sink(
         # over all of them, against the direct insert as measured
         "ratio_ceiling_with_these_cpus": round(min(1.0, direct * cpus / sum(sink_cpu.values())), 3),
         "sink_processes": replicas,
+        "batches_per_sink_process": round(messages / replicas / settings.batch_rows, 2),
         "messages_per_sink_process": shares,
         "topic_partitions": services.kafka.partitions,
         "sink_settings": settings.model_dump(mode="json"),
@@ -579,8 +596,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--frames",
         type=int,
-        help="FrameDetections for the sink (default: 20,000 per sink process, so that each has "
-        "a backlog of its own well beyond one batch and its linger)",
+        help=f"FrameDetections for the sink (default: {BATCHES_PER_SINK} batches' worth per sink "
+        "process, so that each sustains its pipeline instead of reading then storing one batch)",
     )
     parser.add_argument("--detection-rows", type=int, default=10_000_000)
     parser.add_argument("--repeats", type=int, default=5)
@@ -600,7 +617,7 @@ def main(argv: list[str] | None = None) -> int:
             settings.batch_rows = args.batch_rows
         results: dict[str, Any] = {"benchmark": "warehouse", "environment": environment()}
         if args.only in (None, "sink"):
-            frames = args.frames or FRAMES_PER_SINK * args.sinks
+            frames = args.frames or settings.batch_rows * BATCHES_PER_SINK * args.sinks
             results["sink"] = bench_sink(services, frames, settings, args.sinks)
         if args.only in (None, "rollups"):
             results["rollups"] = bench_rollups(services, args.detection_rows, args.repeats)
