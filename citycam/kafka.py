@@ -96,7 +96,12 @@ class EventProducer:
         self._lock = threading.Lock()
 
     def publish(
-        self, topic: TopicSpec, key: str, event: Event, timestamp_ms: int | None = None
+        self,
+        topic: TopicSpec,
+        key: str,
+        event: Event,
+        timestamp_ms: int | None = None,
+        partition: int | None = None,
     ) -> None:
         self.send(
             topic.name,
@@ -104,6 +109,7 @@ class EventProducer:
             event.to_bytes(),
             timestamp_ms,
             headers={"citycam-schema": event.schema_url()},
+            partition=partition,
         )
 
     def send(
@@ -113,10 +119,14 @@ class EventProducer:
         value: bytes | None,
         timestamp_ms: int | None = None,
         headers: dict[str, str] | None = None,
+        partition: int | None = None,
     ) -> None:
+        """Queue one message; its partition is the key's hash unless `partition` names one."""
         kwargs: dict[str, Any] = {"on_delivery": self._on_delivery, "headers": headers or {}}
         if timestamp_ms is not None:
             kwargs["timestamp"] = timestamp_ms
+        if partition is not None:
+            kwargs["partition"] = partition
         while True:
             try:
                 self._producer.produce(topic, value=value, key=key, **kwargs)

@@ -203,19 +203,28 @@ class DensityWindows:
 
 def publish_workload(kafka: KafkaSettings, frames_n: int) -> tuple[Rows, int]:
     """Publish `frames_n` synthetic frames, then their density facts; return the rows they
-    make (what the direct insert gets) and the number of messages. Only the rows are kept."""
+    make (what the direct insert gets) and the number of messages. Only the rows are kept.
+
+    Ten cameras per partition, each camera's messages in one partition, as keys spread a
+    city's cameras. The cameras are dealt out evenly rather than by the keys' hash: over a
+    few dozen cameras the hash leaves some partitions twice as full as others (20 cameras
+    over 3 partitions: 2, 10 and 8), and the sink holding the fullest would set the pace."""
     ensure_topics(kafka, TOPICS)
     producer = EventProducer(kafka, client_id="bench-publisher")
     rows: Rows = {table: [] for table in COLUMNS}
     windows = DensityWindows()
+    cameras = 10 * kafka.partitions
+    partition_of: dict[str, int] = {}
     messages = 0
-    for event in synthetic_frames(frames_n):
-        producer.publish(DETECTIONS_TOPIC, event.camera_id, event)
+    for i, event in enumerate(synthetic_frames(frames_n, cameras)):
+        partition = partition_of.setdefault(event.camera_id, i % cameras % kafka.partitions)
+        producer.publish(DETECTIONS_TOPIC, event.camera_id, event, partition=partition)
         windows.add(event)
         extend_rows(rows, detection_rows(event))
         messages += 1
     for fact in windows.facts():
-        producer.publish(TRAFFIC_DENSITY_TOPIC, fact.camera_id, fact)
+        partition = partition_of[fact.camera_id]
+        producer.publish(TRAFFIC_DENSITY_TOPIC, fact.camera_id, fact, partition=partition)
         extend_rows(rows, density_rows(fact))
         messages += 1
     producer.flush()
@@ -595,6 +604,12 @@ def default_sinks() -> int:
     return max(2, min(8, ((os.cpu_count() or 1) - 2) // 2))
 
 
+def bench_partitions(sinks: int) -> int:
+    """At least 3 (the deployment's default), and as many for each sink: a sink with more
+    partitions than the others would have more to do."""
+    return sinks * -(-3 // sinks)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -614,7 +629,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     with (
         tempfile.TemporaryDirectory(prefix="citycam-bench-") as tmp,
-        embedded_services(Path(tmp), partitions=max(3, args.sinks)) as services,
+        embedded_services(Path(tmp), partitions=bench_partitions(args.sinks)) as services,
     ):
         settings = SinkSettings(group_id="bench-sink")
         if args.batch_rows:
