@@ -33,6 +33,7 @@ import multiprocessing
 import os
 import platform
 import random
+import re
 import statistics
 import tempfile
 import threading
@@ -117,6 +118,15 @@ def cpu_s(pids: dict[str, int], client: bool = True) -> dict[str, float]:
 def cpu_since(pids: dict[str, int], before: dict[str, float]) -> dict[str, float]:
     now = cpu_s(pids, client="client" in before)
     return {name: round(now[name] - before[name], 3) for name in now}
+
+
+def peak_memory_mib(pids: dict[str, int]) -> dict[str, int]:
+    """Each process's peak resident memory so far (Linux /proc: VmHWM), in MiB."""
+    peaks = {}
+    for name, pid in pids.items():
+        peak = re.search(r"^VmHWM:\s+(\d+) kB", Path(f"/proc/{pid}/status").read_text(), re.M)
+        peaks[name] = int(peak[1]) // 1024 if peak else 0
+    return peaks
 
 
 # -- sink throughput ---------------------------------------------------------------------------
@@ -286,10 +296,11 @@ def sink_replica(
 
 def run_sinks(
     services: Services, messages: int, database: str, settings: SinkSettings, replicas: int
-) -> tuple[float, dict[str, float], dict[str, float], list[int]]:
+) -> tuple[float, dict[str, float], dict[str, float], list[int], dict[str, int]]:
     """Time from the first message any sink read to the commit of the last one, the CPU
     seconds of the run per process (sinks, their validation processes, servers), the
-    sinks' stage seconds, summed, and the messages each sink committed."""
+    sinks' stage seconds, summed, the messages each sink committed, and the peak memory of
+    each sink and validation process."""
     migrate(services.client(None), database, raw_ttl_days=3650)
     spawn = multiprocessing.get_context("spawn")
     reports, go, done = spawn.Queue(), spawn.Event(), spawn.Event()
@@ -318,6 +329,7 @@ def run_sinks(
             time.sleep(0.005)
         finished = time.monotonic()
         cpu = cpu_since(pids, cpu)
+        memory = peak_memory_mib({n: pid for n, pid in pids.items() if n not in services.pids})
         first = min(f.value for _, f in progress if f.value > 0)
         shares = [committed.value for committed, _ in progress]
     finally:
@@ -330,7 +342,7 @@ def run_sinks(
                 stages[stage] = stages.get(stage, 0.0) + seconds
         for process in processes:
             process.kill()
-    return finished - first, cpu, stages, shares
+    return finished - first, cpu, stages, shares, memory
 
 
 def bench_sink(
@@ -344,7 +356,7 @@ def bench_sink(
         (direct_insert(services, rows, f"bench_direct_{i}") for i in range(2)), key=lambda r: r[0]
     )
     del rows  # free the memory before the sinks start
-    loaded, sink_cpu, stages, shares = run_sinks(
+    loaded, sink_cpu, stages, shares, memory = run_sinks(
         services, messages, "bench_sink", settings, replicas
     )
     cpus = os.cpu_count() or 1
@@ -375,6 +387,7 @@ def bench_sink(
         "sink_processes": replicas,
         "batches_per_sink_process": round(messages / replicas / settings.batch_rows, 2),
         "messages_per_sink_process": shares,
+        "peak_memory_mib": memory,
         "topic_partitions": services.kafka.partitions,
         "sink_settings": settings.model_dump(mode="json"),
     }
