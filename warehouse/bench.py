@@ -9,11 +9,13 @@ free ports in a temporary folder. Each figure comes with a baseline measured in 
   real `Sink` (consume, contract check, quality gate, insert, commit), and, as the baseline,
   their rows are inserted straight into an identical database with one bulk insert per table
   (best of two). Reported: rows/s of each and sink / direct (target >= 0.8), and the CPU
-  seconds each side used per process, which say how far more cores could take the ratio.
-  With `--sinks N` (default: one per two CPUs beyond two, at least 2, at most 8) that many sink
-  processes share the topics' partitions in one consumer group, as replicas of `citycam
-  sink` do in a deployment; each has its own validation process. The frames published grow
-  with N: by default five full batches per sink (100,000 frames at 20,000 messages a batch).
+  seconds each side used per process, which say how far more cores could take the ratio,
+  and the peak memory of each sink and validation process.
+  With `--sinks N` (default: one per two CPUs beyond two, at least 2, at most 8) that many
+  sink processes share the topics' partitions in one consumer group, as replicas of `citycam
+  sink` do in a deployment, as many partitions each; each has its own validation process.
+  The frames published grow with N: by default five full batches per sink (100,000 frames
+  at 20,000 messages a batch).
   That is a sustained rate, with the reading of each batch overlapping the storing of the one
   before; a backlog of one batch would measure one batch's read-then-store latency instead,
   and a small one its linger (`batch_s`).
