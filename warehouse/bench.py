@@ -65,7 +65,15 @@ from schemas import (
 from warehouse.migrate import migrate
 from warehouse.quality import QualityGate
 from warehouse.rollups import wait_for_rollups
-from warehouse.sink import COLUMNS, Rows, Sink, density_rows, detection_rows, tune_gc_for_batches
+from warehouse.sink import (
+    COLUMNS,
+    STAGES,
+    Rows,
+    Sink,
+    density_rows,
+    detection_rows,
+    tune_gc_for_batches,
+)
 
 CLASSES = [("car", 3), ("motorcycle", 4), ("bicycle", 2), ("bus", 6), ("truck", 8), ("person", 1)]
 ROLLUP_CAMERAS = 50
@@ -296,13 +304,19 @@ def sink_replica(
     reports.put(sink.stage_seconds)
 
 
+@dataclass
+class SinkRun:
+    seconds: float  # from the first message any sink read to the commit of the last one
+    cpu_s: dict[str, float]  # per process: sinks, their validation processes, servers
+    stage_s: dict[str, float]  # the sinks' stage seconds, summed
+    messages: list[int]  # committed by each sink
+    peak_memory_mib: dict[str, int]  # of each sink and validation process
+
+
 def run_sinks(
     services: Services, messages: int, database: str, settings: SinkSettings, replicas: int
-) -> tuple[float, dict[str, float], dict[str, float], list[int], dict[str, int]]:
-    """Time from the first message any sink read to the commit of the last one, the CPU
-    seconds of the run per process (sinks, their validation processes, servers), the
-    sinks' stage seconds, summed, the messages each sink committed, and the peak memory of
-    each sink and validation process."""
+) -> SinkRun:
+    """Run `replicas` sink processes in one group until they committed `messages`."""
     migrate(services.client(None), database, raw_ttl_days=3650)
     spawn = multiprocessing.get_context("spawn")
     reports, go, done = spawn.Queue(), spawn.Event(), spawn.Event()
@@ -330,13 +344,18 @@ def run_sinks(
                 raise RuntimeError(f"the sinks stopped at {done_n} of {messages} messages")
             time.sleep(0.005)
         finished = time.monotonic()
-        cpu = cpu_since(pids, cpu)
-        memory = peak_memory_mib({n: pid for n, pid in pids.items() if n not in services.pids})
-        first = min(f.value for _, f in progress if f.value > 0)
-        shares = [committed.value for committed, _ in progress]
+        run = SinkRun(
+            seconds=finished - min(f.value for _, f in progress if f.value > 0),
+            cpu_s=cpu_since(pids, cpu),
+            stage_s={},
+            messages=[committed.value for committed, _ in progress],
+            peak_memory_mib=peak_memory_mib(
+                {n: pid for n, pid in pids.items() if n not in services.pids}
+            ),
+        )
     finally:
         done.set()
-        stages: dict[str, float] = {}
+        stages = dict.fromkeys(STAGES, 0.0)
         for process in processes:
             process.join(60)
         while not reports.empty():
@@ -344,7 +363,8 @@ def run_sinks(
                 stages[stage] = stages.get(stage, 0.0) + seconds
         for process in processes:
             process.kill()
-    return finished - first, cpu, stages, shares, memory
+    run.stage_s = stages
+    return run
 
 
 def bench_sink(
@@ -358,9 +378,8 @@ def bench_sink(
         (direct_insert(services, rows, f"bench_direct_{i}") for i in range(2)), key=lambda r: r[0]
     )
     del rows  # free the memory before the sinks start
-    loaded, sink_cpu, stages, shares, memory = run_sinks(
-        services, messages, "bench_sink", settings, replicas
-    )
+    run = run_sinks(services, messages, "bench_sink", settings, replicas)
+    loaded, sink_cpu = run.seconds, run.cpu_s
     cpus = os.cpu_count() or 1
     stored = services.client("bench_sink").query(
         "SELECT (SELECT count() FROM frames) + (SELECT count() FROM detections) "
@@ -378,7 +397,7 @@ def bench_sink(
         "sink_rows_per_s": round(total_rows / loaded),
         "sink_over_direct": round(direct / loaded, 3),
         "target_sink_over_direct": 0.8,
-        "sink_stage_s": {stage: round(s, 3) for stage, s in stages.items()},
+        "sink_stage_s": {stage: round(s, 3) for stage, s in run.stage_s.items()},
         # CPU seconds of each side, client and servers: the work per row, whatever the cores
         "direct_cpu_s": direct_cpu,
         "sink_cpu_s": sink_cpu,
@@ -388,8 +407,8 @@ def bench_sink(
         "ratio_ceiling_with_these_cpus": round(min(1.0, direct * cpus / sum(sink_cpu.values())), 3),
         "sink_processes": replicas,
         "batches_per_sink_process": round(messages / replicas / settings.batch_rows, 2),
-        "messages_per_sink_process": shares,
-        "peak_memory_mib": memory,
+        "messages_per_sink_process": run.messages,
+        "peak_memory_mib": run.peak_memory_mib,
         "topic_partitions": services.kafka.partitions,
         "sink_settings": settings.model_dump(mode="json"),
     }
