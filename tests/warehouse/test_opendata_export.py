@@ -497,6 +497,14 @@ def test_portal_page_lists_datasets_previews_figures_and_links_every_file(
     assert busiest[0] in ("Le Loi street crossing", "Dong Ba market")
 
 
+def test_the_validator_keeps_no_results_after_exports(
+    day_export: tuple[LocalTarget, ExportResult], validator: ExportValidator
+) -> None:
+    """A scheduled exporter runs for months; great-expectations would keep every result."""
+    assert day_export[1].files  # the day was validated and published
+    assert validator._context.validation_results_store.list_keys() == []
+
+
 def test_hour_export_cuts_the_hour_and_has_no_daily_datasets(
     hour_export: tuple[LocalTarget, ExportResult], analyst: Client
 ) -> None:

@@ -298,6 +298,14 @@ def test_only_a_batch_that_failed_something_is_validated_again_in_detail(
     assert (runs("BOOLEAN_ONLY"), runs("COMPLETE")) == (before[0] + 2, before[1] + 1)
 
 
+def test_the_gate_keeps_no_validation_results_once_returned(gate: QualityGate) -> None:
+    """great-expectations stores every run's result in its context; a sink validates a batch
+    every few seconds for months, so the gate must not let them pile up."""
+    for frames in (1, 0, 1):  # a clean batch (one run), a failing one (two runs), a clean one
+        gate.split("traffic_density_1m", [density(), density(frames=frames)], DENSITY)
+    assert gate._context.validation_results_store.list_keys() == []
+
+
 def test_suites_in_the_repo_are_ge_suites_as_ge_writes_them() -> None:
     from great_expectations.core.expectation_suite import (
         ExpectationSuite,

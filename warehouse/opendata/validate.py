@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from warehouse.opendata.periods import Period
-from warehouse.quality import expectation_name
+from warehouse.quality import expectation_name, forget_stored_results
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -108,6 +108,7 @@ class ExportValidator:
                 expectation_parameters=dict(parameters),
                 result_format={"result_format": "SUMMARY", "partial_unexpected_count": _SAMPLES},
             )
+            forget_stored_results(self._context)
         failures = []
         for outcome in result.results:
             if outcome.success:
