@@ -343,28 +343,21 @@ def run_sinks(
                 done_n = sum(committed.value for committed, _ in progress)
                 raise RuntimeError(f"the sinks stopped at {done_n} of {messages} messages")
             time.sleep(0.005)
-        finished = time.monotonic()
-        run = SinkRun(
-            seconds=finished - min(f.value for _, f in progress if f.value > 0),
-            cpu_s=cpu_since(pids, cpu),
-            stage_s={},
-            messages=[committed.value for committed, _ in progress],
-            peak_memory_mib=peak_memory_mib(
-                {n: pid for n, pid in pids.items() if n not in services.pids}
-            ),
-        )
+        seconds = time.monotonic() - min(f.value for _, f in progress if f.value > 0)
+        cpu = cpu_since(pids, cpu)
+        shares = [committed.value for committed, _ in progress]
+        memory = peak_memory_mib({n: pid for n, pid in pids.items() if n not in services.pids})
     finally:
         done.set()
         stages = dict.fromkeys(STAGES, 0.0)
         for process in processes:
             process.join(60)
         while not reports.empty():
-            for stage, seconds in reports.get().items():
-                stages[stage] = stages.get(stage, 0.0) + seconds
+            for stage, spent in reports.get().items():
+                stages[stage] += spent
         for process in processes:
             process.kill()
-    run.stage_s = stages
-    return run
+    return SinkRun(seconds, cpu, stages, shares, memory)
 
 
 def bench_sink(
